@@ -1,0 +1,90 @@
+"""The `cfn` command line: a thin adapter over the library.
+
+Subcommands load lazily so each command imports only what it needs; errors
+are converted to exit codes once, in `main`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import click
+
+from cfn.errors import CfnError, ExitCode
+
+# command name -> (module, attribute); loaded on first use
+COMMANDS = {
+    "config": ("cfn.cli.config", "config"),
+    "redis": ("cfn.cli.redis_server", "redis_group"),
+    "context": ("cfn.cli.context", "context"),
+    "signal": ("cfn.cli.signal", "signal"),
+    "report": ("cfn.cli.results", "report"),
+    "collect-results": ("cfn.cli.results", "collect_results"),
+    "completion": ("cfn.cli.completion", "completion"),
+    "lock": ("cfn.cli.lock", "lock"),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, attribute = COMMANDS[name]
+        return getattr(importlib.import_module(module), attribute)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--redis-url",
+    metavar="URL",
+    help="Redis to use (overrides CFN_REDIS_URL/REDIS_URL and cfn.toml). "
+    "Default: the project's embedded redis-server.",
+)
+@click.version_option(package_name="cfn")
+@click.pass_context
+def cli(ctx: click.Context, redis_url: str | None) -> None:
+    """Coordinate AI coding agents through Redis.
+
+    \b
+    Exit codes: 0 ok, 1 negative outcome (quorum not met, missing key),
+    2 bad input, 3 timed out, 4 Redis unreachable or refused us.
+    Set CFN_DEBUG=1 to see tracebacks.
+    """
+    ctx.obj = {"flags": {"redis_url": redis_url}}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI and turn every outcome into an exit code."""
+    try:
+        # without standalone mode click returns ctx.exit()'s code instead of raising it
+        code = cli.main(args=argv, prog_name="cfn", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(ExitCode.USAGE if isinstance(exc, click.UsageError) else exc.exit_code)
+    except click.Abort:
+        print("cfn: aborted", file=sys.stderr)
+        sys.exit(130)
+    except CfnError as exc:
+        if os.environ.get("CFN_DEBUG"):
+            raise
+        print(f"cfn: error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except BrokenPipeError:
+        sys.stderr.close()  # the reader went away (e.g. `| head`); nothing more to say
+        sys.exit(ExitCode.NEGATIVE)
+    except Exception as exc:
+        if os.environ.get("CFN_DEBUG"):
+            raise
+        print(
+            f"cfn: internal error: {type(exc).__name__}: {exc} (CFN_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
+        sys.exit(ExitCode.NEGATIVE)
+    sys.exit(code if isinstance(code, int) else ExitCode.OK)

