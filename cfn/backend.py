@@ -14,14 +14,18 @@ from contextlib import contextmanager
 
 import redis
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import AuthenticationError, ConnectionError, ResponseError, TimeoutError
+from redis.exceptions import (
+    AuthenticationError,
+    ConnectionError,
+    NoPermissionError,
+    ResponseError,
+    TimeoutError,
+)
 from redis.retry import Retry
 
 from cfn import embedded
 from cfn.config import Config, mask_url
 from cfn.errors import BackendUnavailable
-
-_REFUSALS = ("NOPERM", "NOAUTH", "WRONGPASS")
 
 
 def primary_url(config: Config) -> str:
@@ -75,7 +79,11 @@ def _connect(config: Config, block_seconds: float) -> tuple[redis.Redis, str]:
 
 def _unavailable(exc: Exception, url: str) -> BackendUnavailable:
     where = mask_url(url)
-    if isinstance(exc, AuthenticationError) or str(exc).startswith(_REFUSALS):
+    if isinstance(exc, NoPermissionError):
+        return BackendUnavailable(
+            f"Redis at {where} refused us: {exc}; this Redis user's ACL does not allow it"
+        )
+    if isinstance(exc, AuthenticationError) or str(exc).startswith(("NOAUTH", "WRONGPASS")):
         return BackendUnavailable(
             f"Redis at {where} refused us: {exc}; check REDIS_USERNAME and REDIS_PASSWORD"
         )

@@ -51,7 +51,9 @@ def json_text(text: str, name: str) -> object:
     try:
         return json.loads(text)
     except ValueError as exc:
-        raise InvalidInput(f"{name} is not valid JSON ({exc}); quote it, e.g. '{{\"k\": 1}}'") from None
+        raise InvalidInput(
+            f"{name} is not valid JSON ({exc}); quote it, e.g. '{{\"k\": 1}}'"
+        ) from None
 
 
 def choice(value: str, allowed: tuple[str, ...], name: str) -> str:

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import click
 
-from cfn.cli._common import checked_id, config_of, json_option, print_json, redis_session, task_option
+from cfn.cli._common import (
+    checked_id,
+    config_of,
+    json_option,
+    print_json,
+    redis_session,
+    task_option,
+)
 from cfn.coordination import context as ctx_store
 
 key_option = click.option(

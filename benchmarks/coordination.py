@@ -1,0 +1,158 @@
+"""Coordination benchmarks, measured side by side in one run.
+
+(a) wake latency of a blocked `signal wait` after a send, against the seed's
+    design (LLEN polled every 2 s);
+(b) whole-process time of `cfn signal send` against `redis-cli LPUSH`, with the
+    pieces that make up cfn's cost (interpreter, imports) measured alongside.
+
+Run: python benchmarks/coordination.py [--samples N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import redis
+
+from cfn import embedded
+from cfn.coordination import signals
+
+POLL_INTERVAL = 2.0  # the seed's wait_for_loop_completion sleeps 2 s between LLEN calls
+
+
+def start_server(directory: Path) -> tuple[subprocess.Popen, Path]:
+    sock = directory / "redis.sock"
+    server = shutil.which("redis-server") or embedded.server_binary()
+    proc = subprocess.Popen([server, "--port", "0", "--unixsocket", str(sock), "--save", "",
+                             "--appendonly", "no", "--dir", str(directory)],
+                            stdout=subprocess.DEVNULL)
+    while not embedded.accepting(sock):
+        time.sleep(0.01)
+    return proc, sock
+
+
+def blocking_wake_ms(sock: Path, samples: int) -> list[float]:
+    sender = redis.Redis(unix_socket_path=str(sock), decode_responses=True)
+    waiter = redis.Redis(unix_socket_path=str(sock), decode_responses=True)
+    woke: list[float] = []
+
+    def wait_once(channel: str) -> None:
+        signals.wait(waiter, "bench", channel, timeout=10)
+        woke.append(time.perf_counter())
+
+    latencies = []
+    for i in range(samples):
+        thread = threading.Thread(target=wait_once, args=(f"c{i}",))
+        thread.start()
+        while not any(c.get("cmd") == "blpop" for c in sender.client_list()):
+            time.sleep(0.0005)  # the waiter is blocked on the server: now send
+        sent = time.perf_counter()
+        signals.send(sender, "bench", f"c{i}", "x", ttl=60, max_bytes=1024)
+        thread.join()
+        latencies.append((woke[-1] - sent) * 1000)
+    return latencies
+
+
+def polling_wake_ms(sock: Path, samples: int) -> list[float]:
+    """The seed's loop: LLEN, then sleep 2 s; the send lands at a random moment."""
+    client = redis.Redis(unix_socket_path=str(sock), decode_responses=True)
+    sent: list[float] = []
+
+    def send_later(key: str) -> None:
+        time.sleep(random.uniform(0, POLL_INTERVAL))
+        sent.append(time.perf_counter())
+        client.lpush(key, "x")
+
+    latencies = []
+    for i in range(samples):
+        key = f"poll:{i}"
+        threading.Thread(target=send_later, args=(key,)).start()
+        while client.llen(key) == 0:
+            time.sleep(POLL_INTERVAL)
+        latencies.append((time.perf_counter() - sent[-1]) * 1000)
+    return latencies
+
+
+def process_ms(argv: list[str], runs: int, env: dict | None = None) -> float:
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, env=env)
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+def cfn_command() -> list[str]:
+    script = Path(sys.executable).with_name("cfn")  # the console script, not a shell shim
+    return [str(script)] if script.exists() else [sys.executable, "-m", "cfn"]
+
+
+def pct(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100)[int(q) - 1] if len(values) > 1 else values[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=200, help="blocking wake samples")
+    parser.add_argument("--poll-samples", type=int, default=5, help="polling samples (~1 s each)")
+    parser.add_argument("--runs", type=int, default=20, help="process runs per command")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, sock = start_server(Path(tmp))
+        try:
+            report_wake(sock, args)
+            report_process(sock, args.runs)
+        finally:
+            proc.terminate()
+
+
+def report_wake(sock: Path, args) -> None:
+    blocking = blocking_wake_ms(sock, args.samples)
+    print(f"(a) wake latency after a send, in-process ({args.samples} blocking samples, "
+          f"{args.poll_samples} polling samples)", file=sys.stderr)
+    polling = polling_wake_ms(sock, args.poll_samples)
+    b50, p50 = statistics.median(blocking), statistics.median(polling)
+    print("(a) wake latency after send           p50 ms    p95 ms")
+    print(f"    cfn signal wait (BLPOP)        {b50:9.3f} {pct(blocking, 95):9.3f}")
+    print(f"    seed: LLEN every 2 s           {p50:9.1f} {max(polling):9.1f}")
+    print(f"    ratio polling / blocking (p50)  {p50 / b50:,.0f}x   target: blocking p50 <= 2 ms")
+
+
+def report_process(sock: Path, runs: int) -> None:
+    env = {**os.environ, "REDIS_URL": f"unix://{sock}"}
+    redis_cli = shutil.which("redis-cli") or str(
+        Path(embedded.server_binary()).with_name("redis-cli")
+    )
+    py = sys.executable
+    rows = [
+        ("redis-cli LPUSH", [redis_cli, "-s", str(sock), "LPUSH", "bench:cli", "x"]),
+        ("cfn signal send", [*cfn_command(), "signal", "send", "--task-id", "bench",
+                             "--channel", "c", "--payload", "x"]),
+        ("  python3 -c pass (floor)", [py, "-c", "pass"]),
+        ("  python3 -I -S -c pass", [py, "-I", "-S", "-c", "pass"]),
+        ("  python3 -c 'import click'", [py, "-c", "import click"]),
+        ("  python3 -c 'import redis'", [py, "-c", "import redis"]),
+        ("  python3 -c 'import redis, click'", [py, "-c", "import redis, click"]),
+    ]
+    print(f"(b) whole-process time, median of {runs} runs", file=sys.stderr)
+    measured = {name: process_ms(argv, runs, env) for name, argv in rows}
+    base = measured["redis-cli LPUSH"]
+    print("(b) whole-process time                median ms   vs redis-cli")
+    for name, ms in measured.items():
+        print(f"    {name:<34} {ms:8.1f}   {ms / base:6.1f}x")
+    print("    target: cfn signal send <= 60 ms")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+import socket
+
+import pytest
+from conftest import start_redis
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unreachable_redis_exits_4_naming_url_with_password_masked(cfn):
+    url = f"redis://agent:s3cretpw@127.0.0.1:{free_port()}/0"
+    got = cfn("signal", "send", "--task-id", "t", "--channel", "c", "--payload", "p",
+              extra_env={"REDIS_URL": url, "CFN_RETRIES": "0"})
+    assert got.returncode == 4
+    assert "redis://agent:****@127.0.0.1" in got.stderr
+    assert "s3cretpw" not in got.stderr + got.stdout
+    assert "Traceback" not in got.stderr
+
+
+def test_wait_on_unreachable_redis_is_never_a_success(cfn):
+    got = cfn("signal", "wait", "--task-id", "t", "--channel", "c", "--timeout", "1",
+              extra_env={"REDIS_URL": f"redis://127.0.0.1:{free_port()}", "CFN_RETRIES": "0"})
+    assert got.returncode == 4
+
+
+def test_fallback_is_used_when_primary_is_down(cfn, redis_url, r):
+    dead = f"redis://:pw@127.0.0.1:{free_port()}"
+    sent = cfn("signal", "send", "--task-id", "t", "--channel", "c", "--payload", "via-fallback",
+               extra_env={"REDIS_URL": dead, "REDIS_FALLBACK_1": redis_url, "CFN_RETRIES": "0"})
+    assert sent.returncode == 0, sent.stderr
+    assert "using fallback" in sent.stderr and ":****@" in sent.stderr
+    assert r.lpop("coord:{t}:signal:c") == "via-fallback"  # it landed on the fallback server
+
+
+def test_fallback_down_too_exits_4(cfn):
+    got = cfn("signal", "send", "--task-id", "t", "--channel", "c",
+              extra_env={"REDIS_URL": f"redis://127.0.0.1:{free_port()}",
+                         "REDIS_FALLBACK_1": f"redis://127.0.0.1:{free_port()}",
+                         "CFN_RETRIES": "0"})
+    assert got.returncode == 4
+
+
+@pytest.fixture
+def acl_server(tmp_path):
+    proc, sock = start_redis(tmp_path / "acl")
+    import redis
+    admin = redis.Redis(unix_socket_path=str(sock), decode_responses=True)
+    admin.acl_setuser("agent", enabled=True, passwords=["+right-pw"],
+                      keys=["coord:{t1}:*"], commands=["+@all"])
+    yield f"unix://{sock}"
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def test_wrong_password_exits_4_and_is_never_shown(cfn, acl_server):
+    got = cfn("signal", "send", "--task-id", "t1", "--channel", "c",
+              extra_env={"REDIS_URL": acl_server, "REDIS_USERNAME": "agent",
+                         "REDIS_PASSWORD": "wrong-pw", "CFN_RETRIES": "0"})
+    assert got.returncode == 4 and "refused us" in got.stderr
+    assert "wrong-pw" not in got.stderr
+
+
+def test_acl_user_is_refused_other_tasks_keys(cfn, acl_server):
+    creds = {"REDIS_URL": acl_server, "REDIS_USERNAME": "agent", "REDIS_PASSWORD": "right-pw"}
+    own = cfn("signal", "send", "--task-id", "t1", "--channel", "c", extra_env=creds)
+    assert own.returncode == 0, own.stderr
+    other = cfn("signal", "send", "--task-id", "t2", "--channel", "c", extra_env=creds)
+    assert other.returncode == 4 and "ACL does not allow" in other.stderr
