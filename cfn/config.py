@@ -31,6 +31,13 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise ValueError("must be from 0 to 1")
+    return value
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value <= 0:
@@ -64,6 +71,15 @@ SETTINGS: tuple[Setting, ...] = (
             _positive_int),
     Setting("max_payload", ("CFN_MAX_PAYLOAD",), 1024 * 1024,
             "largest value, payload or result accepted, in bytes", _positive_int),
+    Setting("token_secret", ("CFN_TOKEN_SECRET",), None,
+            "agent token signing secret; unset: generated once into the state directory",
+            secret=True),
+    Setting("skill_approve_risk", ("CFN_SKILL_APPROVE_RISK",), 0.30,
+            "skills auto-approve at this risk or lower (with enough coverage)", _fraction),
+    Setting("skill_approve_coverage", ("CFN_SKILL_APPROVE_COVERAGE",), 0.95,
+            "skills auto-approve only at this test coverage or higher", _fraction),
+    Setting("skill_escalate_risk", ("CFN_SKILL_ESCALATE_RISK",), 0.60,
+            "skills above this risk are escalated", _fraction),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
 

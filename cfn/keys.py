@@ -38,6 +38,11 @@ def completion(task_id: str, phase: str | None = None) -> str:
     return f"coord:{_tag(task_id)}:{validate_id(phase, 'phase')}:complete"
 
 
+def decision(task_id: str) -> str:
+    """String: the latest product-owner decision, as JSON."""
+    return f"coord:{_tag(task_id)}:decision"
+
+
 def lock(task_id: str, name: str) -> str:
     """String: the holder's token, with the lock's TTL."""
     return f"lock:{_tag(task_id)}:{validate_id(name, 'lock name')}"

@@ -88,7 +88,8 @@ def cfn(project, env):
             [sys.executable, "-m", "cfn", *args],
             cwd=kw.pop("cwd", project),
             env={**env, **(extra_env or {})},
-            capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, **kw,
+            capture_output=True, text=True, timeout=timeout,
+            **({"stdin": subprocess.DEVNULL} if "input" not in kw else {}), **kw,
         )
 
     return run

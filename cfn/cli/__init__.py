@@ -24,6 +24,11 @@ COMMANDS = {
     "collect-results": ("cfn.cli.results", "collect_results"),
     "completion": ("cfn.cli.completion", "completion"),
     "lock": ("cfn.cli.lock", "lock"),
+    "decision": ("cfn.cli.decision", "decision"),
+    "history": ("cfn.cli.history", "history"),
+    "db": ("cfn.cli.db", "db"),
+    "skills": ("cfn.cli.skills", "skills"),
+    "token": ("cfn.cli.token", "token"),
 }
 
 

@@ -28,6 +28,13 @@ def redis_session(ctx: click.Context, block_seconds: float = 0.0):
     return session(config_of(ctx), block_seconds=block_seconds)
 
 
+def project_db(ctx: click.Context):
+    """The project's SQLite database, migrated forward."""
+    from cfn.db import open_db
+
+    return open_db(config_of(ctx).home)
+
+
 def print_json(document: object) -> None:
     click.echo(json.dumps(document, sort_keys=True))
 

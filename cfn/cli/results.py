@@ -10,6 +10,7 @@ from cfn.cli._common import (
     config_of,
     json_option,
     print_json,
+    project_db,
     redis_session,
     task_option,
     timeout_option,
@@ -58,11 +59,15 @@ def collect_results(ctx, task_id, expected, threshold, timeout, as_json) -> None
 
     Returns as soon as all have reported, or at the timeout with what arrived
     (exit 3). Exit 0 when the quorum of successes is met, 1 when it is not.
+    What was collected is also recorded in the project database (`cfn history`).
     """
+    from cfn.db.records import record_results
+
     with redis_session(ctx, block_seconds=timeout) as r:
         outcome = results.collect(
             r, task_id, expected=expected, threshold=threshold, timeout=timeout
         )
+    record_results(project_db(ctx), outcome)
     if as_json:
         print_json(outcome.to_dict())
     else:

@@ -65,6 +65,6 @@ def wait_for_completion(
     latest, timed_out = streams.latest_by_agent(r, key, expected=expected, timeout=timeout)
     agents = {
         agent: {"status": fields.get("status"), "payload": fields.get("payload")}
-        for agent, fields in sorted(latest.items())
+        for agent, (_entry_id, fields) in sorted(latest.items())
     }
     return Completion(task_id, phase, expected, len(agents), timed_out, agents)

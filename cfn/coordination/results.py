@@ -24,6 +24,7 @@ STATUSES = ("success", "failure")
 
 @dataclass(frozen=True)
 class Report:
+    entry_id: str  # the stream entry: identifies this report for durable records
     agent_id: str
     status: str
     confidence: float | None
@@ -73,7 +74,7 @@ def report(
     return streams.append(r, key, fields, ttl)
 
 
-def _parse(fields: dict[str, str]) -> Report:
+def _parse(entry_id: str, fields: dict[str, str]) -> Report:
     confidence = fields.get("confidence")
     result = fields.get("result")
     try:
@@ -85,6 +86,7 @@ def _parse(fields: dict[str, str]) -> Report:
     except ValueError:
         parsed_confidence = None  # unreadable is missing, never a default
     return Report(
+        entry_id=entry_id,
         agent_id=fields["agent"],
         status=fields.get("status", "success"),
         confidence=parsed_confidence,
@@ -96,7 +98,7 @@ def _parse(fields: dict[str, str]) -> Report:
 def read(r: redis.Redis, task_id: str) -> list[Report]:
     """Every agent's latest report, sorted by agent, without waiting or consuming."""
     latest, _ = streams.latest_by_agent(r, keys.results(task_id))
-    return [_parse(latest[a]) for a in sorted(latest)]
+    return [_parse(*latest[a]) for a in sorted(latest)]
 
 
 def collect(
@@ -108,7 +110,7 @@ def collect(
     validate.fraction(threshold, "threshold")
     timeout = validate.timeout(timeout)
     latest, timed_out = streams.latest_by_agent(r, key, expected=expected, timeout=timeout)
-    reports = [_parse(latest[a]) for a in sorted(latest)]
+    reports = [_parse(*latest[a]) for a in sorted(latest)]
     return judge(task_id, reports, expected=expected, threshold=threshold, timed_out=timed_out)
 
 

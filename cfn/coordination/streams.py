@@ -23,13 +23,14 @@ def append(r: redis.Redis, key: str, fields: dict[str, str], ttl: int) -> str:
 
 def latest_by_agent(
     r: redis.Redis, key: str, *, expected: int = 0, timeout: float = 0.0
-) -> tuple[dict[str, dict[str, str]], bool]:
+) -> tuple[dict[str, tuple[str, dict[str, str]]], bool]:
     """Each agent's latest entry, waiting up to `timeout` s until `expected` agents have one.
 
-    Returns (entries by agent, timed_out). Entries without an agent field are skipped.
+    Returns ({agent: (entry ID, fields)}, timed_out). Entries without an agent field
+    are skipped.
     """
     deadline = time.monotonic() + timeout
-    latest: dict[str, dict[str, str]] = {}
+    latest: dict[str, tuple[str, dict[str, str]]] = {}
     last_id = "0-0"
     block_ms: int | None = None  # the first read returns what is there at once
     while True:
@@ -38,7 +39,7 @@ def latest_by_agent(
             for entry_id, fields in entries:
                 last_id = entry_id
                 if fields.get("agent"):
-                    latest[fields["agent"]] = fields
+                    latest[fields["agent"]] = (entry_id, fields)
         if len(latest) >= expected:
             return latest, False
         remaining = deadline - time.monotonic()

@@ -1,0 +1,60 @@
+"""`cfn decision`: the product owner's PROCEED / ITERATE / ABORT for a task."""
+
+from __future__ import annotations
+
+import click
+
+from cfn.cli._common import (
+    checked_fraction,
+    checked_id,
+    config_of,
+    json_option,
+    print_json,
+    project_db,
+    redis_session,
+    task_option,
+)
+from cfn.coordination import decisions
+from cfn.errors import NegativeOutcome
+
+
+@click.group()
+def decision() -> None:
+    """Publish and read a task's decision (Redis coord:{T}:decision, recorded in SQLite)."""
+
+
+@decision.command(name="set")
+@task_option
+@click.option("--decision", "verdict", type=click.Choice(decisions.DECISIONS), required=True)
+@click.option("--iteration", type=click.IntRange(min=1), help="Loop iteration it decides.")
+@click.option("--agent-id", callback=checked_id("agent ID"), help="Who decided.")
+@click.option("--confidence", type=float, callback=checked_fraction, help="0 to 1, if known.")
+@click.option("--reason", help="Why, in a sentence.")
+@json_option
+@click.pass_context
+def set_(ctx, task_id, verdict, iteration, agent_id, confidence, reason, as_json) -> None:
+    """Publish the task's decision and record it durably."""
+    from cfn.db.records import record_decision
+
+    made = decisions.Decision(task_id, verdict, iteration, agent_id, confidence, reason)
+    with redis_session(ctx) as r:
+        made = decisions.publish(r, made, ttl=config_of(ctx).key_ttl)
+    record_decision(project_db(ctx), made)
+    if as_json:
+        print_json(made.to_dict())
+
+
+@decision.command()
+@task_option
+@json_option
+@click.pass_context
+def get(ctx, task_id, as_json) -> None:
+    """Print the task's latest decision (exit 1 if there is none)."""
+    with redis_session(ctx) as r:
+        found = decisions.latest(r, task_id)
+    if found is None:
+        raise NegativeOutcome(f"task {task_id} has no decision")
+    if as_json:
+        print_json(found.to_dict())
+    else:
+        click.echo(found.decision)

@@ -1,0 +1,66 @@
+"""`cfn token`: issue and verify signed agent tokens."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from cfn.cli._common import (
+    agent_option,
+    checked_id,
+    config_of,
+    json_option,
+    print_json,
+    task_option,
+)
+
+
+def _secret(ctx) -> str:
+    from cfn.tokens import signing_secret
+
+    config = config_of(ctx)
+    return signing_secret(config.token_secret, config.home)
+
+
+@click.group()
+def token() -> None:
+    """Signed agent tokens (JWT, audience cfn-agents)."""
+
+
+@token.command()
+@agent_option
+@task_option
+@click.option("--ttl", type=click.FloatRange(min=0, min_open=True), default=3600,
+              show_default=True, metavar="SECONDS", help="Lifetime.")
+@click.option("--role", default="agent", show_default=True, callback=checked_id("role"))
+@json_option
+@click.pass_context
+def issue(ctx, agent_id, task_id, ttl, role, as_json) -> None:
+    """Print a token for AGENT on TASK (hand it over by environment, never argv)."""
+    from cfn import tokens
+
+    signed = tokens.issue(_secret(ctx), agent_id=agent_id, task_id=task_id, ttl=ttl, role=role)
+    if as_json:
+        print_json({"token": signed, "agent_id": agent_id, "task_id": task_id, "role": role})
+    else:
+        click.echo(signed)
+
+
+@token.command()
+@click.argument("value", metavar="[TOKEN]", required=False)
+@json_option
+@click.pass_context
+def verify(ctx, value: str | None, as_json: bool) -> None:
+    """Check a token and print its claims; exit 1 with the reason if it is invalid.
+
+    Reads the token from stdin when TOKEN is omitted (preferred: argv is visible to `ps`).
+    """
+    from cfn import tokens
+
+    claims = tokens.verify(_secret(ctx), value if value is not None else sys.stdin.read())
+    if as_json:
+        print_json(claims)
+    else:
+        click.echo(f"valid: agent {claims['sub']}, task {claims['task_id']}, "
+                   f"role {claims.get('role')}, expires {claims['exp']}")

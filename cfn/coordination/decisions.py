@@ -1,0 +1,51 @@
+"""Product-owner decisions (PROCEED, ITERATE, ABORT), published at coord:{T}:decision."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+
+import redis
+
+from cfn import keys, validate
+from cfn.ids import validate_id
+
+DECISIONS = ("PROCEED", "ITERATE", "ABORT")
+
+
+@dataclass(frozen=True)
+class Decision:
+    task_id: str
+    decision: str
+    iteration: int | None = None
+    decided_by: str | None = None
+    confidence: float | None = None
+    reason: str | None = None
+    decided_at: float | None = None
+
+    def __post_init__(self):
+        validate_id(self.task_id, "task ID")
+        validate.choice(self.decision, DECISIONS, "decision")
+        if self.decided_by is not None:
+            validate_id(self.decided_by, "agent ID")
+        if self.confidence is not None:
+            validate.fraction(self.confidence, "confidence")
+        if self.iteration is not None:
+            validate.positive_int(self.iteration, "iteration")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def publish(r: redis.Redis, decision: Decision, *, ttl: int) -> Decision:
+    """Make `decision` the task's latest; stamps the time it was made."""
+    stamped = Decision(**{**decision.to_dict(), "decided_at": decision.decided_at or time.time()})
+    r.set(keys.decision(decision.task_id), json.dumps(stamped.to_dict()), ex=ttl)
+    return stamped
+
+
+def latest(r: redis.Redis, task_id: str) -> Decision | None:
+    """The task's latest decision, or None."""
+    raw = r.get(keys.decision(task_id))
+    return None if raw is None else Decision(**json.loads(raw))

@@ -1,0 +1,62 @@
+"""The persistent layer: one SQLite database per project, in the state directory.
+
+Redis holds transient coordination state; what must last (results, decisions,
+agent runs, costs, the skills registry) is written here. The database runs in
+WAL mode with a busy timeout so concurrent cfn processes wait for each other
+instead of failing, and opening it migrates it forward (cfn.db.migrate).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlite_utils import Database
+
+DB_FILE = "cfn.db"
+BUSY_TIMEOUT_S = 30.0
+
+
+def db_path(home: Path) -> Path:
+    return home / DB_FILE
+
+
+def connect(path: Path) -> Database:
+    """Open (creating if needed) a database in WAL mode, without migrating it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # autocommit at the driver level: transactions are explicit (see `immediate`)
+    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None)
+    conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+    conn.execute("PRAGMA foreign_keys = ON")
+    db = Database(conn, execute_plugins=False)
+    if db.journal_mode != "wal":
+        db.enable_wal()
+    return db
+
+
+def open_db(home: Path) -> Database:
+    """The project's database, migrated to the newest schema this cfn knows."""
+    from cfn.db import migrate
+
+    db = connect(db_path(home))
+    migrate.migrate(db)
+    return db
+
+
+@contextmanager
+def immediate(db: Database) -> Iterator[Database]:
+    """A write transaction that takes the write lock up front.
+
+    A deferred transaction that reads before it writes can fail with
+    SQLITE_BUSY when another process wrote meanwhile; BEGIN IMMEDIATE waits
+    for the lock (up to the busy timeout) instead.
+    """
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.rollback()
+        raise
+    db.commit()

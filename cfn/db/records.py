@@ -1,0 +1,72 @@
+"""Durable records of what happened in Redis: results, decisions, and a task's history.
+
+Every statement is parameterised; recording the same result twice is a no-op
+(results are keyed by their Redis stream entry).
+"""
+
+from __future__ import annotations
+
+import json
+
+from sqlite_utils import Database
+
+from cfn.coordination.decisions import Decision
+from cfn.coordination.results import Collection
+from cfn.db import immediate
+from cfn.ids import validate_id
+
+
+def ensure_task(db: Database, task_id: str) -> None:
+    db.execute("INSERT OR IGNORE INTO tasks (id) VALUES (?)", [validate_id(task_id, "task ID")])
+
+
+def record_results(db: Database, collection: Collection) -> int:
+    """Store each collected report once; returns how many were new."""
+    with immediate(db):
+        ensure_task(db, collection.task_id)
+        before = db.conn.total_changes
+        for rep in collection.results:
+            db.execute(
+                "INSERT OR IGNORE INTO results (task_id, agent_id, entry_id, status, confidence,"
+                " result, reported_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [collection.task_id, rep.agent_id, rep.entry_id, rep.status, rep.confidence,
+                 None if rep.result is None else json.dumps(rep.result), rep.reported_at],
+            )
+        return db.conn.total_changes - before
+
+
+def record_decision(db: Database, decision: Decision) -> int:
+    """Store a decision; returns its row ID."""
+    with immediate(db):
+        ensure_task(db, decision.task_id)
+        cursor = db.execute(
+            "INSERT INTO decisions (task_id, iteration, decision, decided_by, confidence, reason)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            [decision.task_id, decision.iteration, decision.decision, decision.decided_by,
+             decision.confidence, decision.reason],
+        )
+        return cursor.lastrowid
+
+
+def history(db: Database, task_id: str) -> dict | None:
+    """Everything recorded about a task, or None if nothing is."""
+    task = next(db.query("SELECT * FROM tasks WHERE id = ?", [validate_id(task_id, "task ID")]),
+                None)
+    if task is None:
+        return None
+
+    def rows(table: str, order: str) -> list[dict]:
+        return list(db.query(f"SELECT * FROM {table} WHERE task_id = ? ORDER BY {order}",
+                             [task_id]))
+
+    results = rows("results", "reported_at, id")
+    for row in results:
+        row["result"] = None if row["result"] is None else json.loads(row["result"])
+    return {
+        "task": task,
+        "iterations": rows("loop_iterations", "iteration"),
+        "agents": rows("agents", "id"),
+        "results": results,
+        "decisions": rows("decisions", "id"),
+        "costs": rows("cost_ledger", "id"),
+    }

@@ -1,0 +1,161 @@
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO
+
+from cfn.db import connect, migrate, open_db
+from cfn.db.migrate import MigrationError
+
+
+def documented_schema() -> dict[str, list[str]]:
+    """Tables and their columns, as docs/schema.md lists them."""
+    tables, current = {}, None
+    for line in (REPO / "docs" / "schema.md").read_text().splitlines():
+        if heading := re.fullmatch(r"### (\w+)", line):
+            current = tables.setdefault(heading[1], [])
+        elif current is not None and (row := re.match(r"\| (\w+) \| [A-Z]+ \|", line)):
+            current.append(row[1])
+    return tables
+
+
+def actual_schema(db) -> dict[str, list[str]]:
+    return {t: [c.name for c in db[t].columns] for t in db.table_names()
+            if not t.startswith("sqlite_")}
+
+
+def schema_sql(db) -> set[str]:
+    return {row[0] for row in db.execute(
+        "SELECT sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' AND sql IS NOT NULL")}
+
+
+@pytest.fixture
+def sources(tmp_path):
+    """A copy of the shipped migrations that a test may extend or tamper with."""
+    copy = tmp_path / "migrations"
+    shutil.copytree(migrate.packaged(), copy, ignore=shutil.ignore_patterns("__*"))
+    return copy
+
+
+def add_migration(sources, version, name, up, down="SELECT 1;"):
+    (sources / f"{version:04d}_{name}.sql").write_text(up)
+    (sources / "rollback" / f"{version:04d}_{name}.sql").write_text(down)
+
+
+def test_blank_db_migrates_to_the_documented_schema(tmp_path):
+    db = open_db(tmp_path)
+    assert actual_schema(db) == documented_schema()
+    assert db.journal_mode == "wal"
+    assert db.execute("PRAGMA busy_timeout").fetchone()[0] >= 1000
+
+
+def test_migrate_rollback_migrate_gives_the_same_schema(tmp_path):
+    db = open_db(tmp_path)
+    first = schema_sql(db)
+    plan = migrate.rollback_plan(db, to=0)
+    assert migrate.rollback(db, plan) == [m.label for m in plan]
+    assert migrate.current_version(db) == 0
+    assert set(actual_schema(db)) == {"cfn_migrations"}
+    migrate.migrate(db)
+    assert schema_sql(db) == first
+
+
+def test_a_migration_failing_half_way_leaves_the_previous_version(tmp_path, sources):
+    db = connect(tmp_path / "x.db")
+    migrate.migrate(db, source=sources)
+    before = schema_sql(db)
+    add_migration(sources, 2, "broken",
+                  "CREATE TABLE half (x INTEGER);\nINSERT INTO half VALUES (1);\n"
+                  "CREATE TABLE nope (;\n")
+    with pytest.raises(MigrationError, match="0002_broken failed"):
+        migrate.migrate(db, source=sources)
+    assert migrate.current_version(db) == 1
+    assert "half" not in db.table_names()
+    assert schema_sql(db) == before
+
+
+def test_a_tampered_migration_is_refused(tmp_path, sources):
+    db = connect(tmp_path / "x.db")
+    migrate.migrate(db, source=sources)
+    path = sources / "0001_initial.sql"
+    path.write_text(path.read_text() + "\n-- edited after it was applied\n")
+    with pytest.raises(MigrationError, match="0001_initial changed since it was applied"):
+        migrate.migrate(db, source=sources)
+    with pytest.raises(MigrationError):
+        migrate.rollback_plan(db, source=sources)
+
+
+def test_a_db_newer_than_this_cfn_is_refused(tmp_path, sources):
+    db = connect(tmp_path / "x.db")
+    add_migration(sources, 2, "later", "CREATE TABLE later (x);", "DROP TABLE later;")
+    migrate.migrate(db, source=sources)
+    with pytest.raises(MigrationError, match="upgrade cfn"):
+        migrate.migrate(db)  # the shipped set, which lacks 0002
+
+
+def test_migrate_to_and_rollback_steps(tmp_path, sources):
+    add_migration(sources, 2, "second", "CREATE TABLE second (x);", "DROP TABLE second;")
+    add_migration(sources, 3, "third", "CREATE TABLE third (x);", "DROP TABLE third;")
+    db = connect(tmp_path / "x.db")
+    assert migrate.migrate(db, to=2, source=sources) == ["0001_initial", "0002_second"]
+    assert migrate.migrate(db, source=sources) == ["0003_third"]
+    plan = migrate.rollback_plan(db, steps=2, source=sources)
+    assert [m.label for m in plan] == ["0003_third", "0002_second"]
+    migrate.rollback(db, plan)
+    assert migrate.current_version(db) == 1 and "second" not in db.table_names()
+
+
+def test_statements_split_safely():
+    sql = """
+    -- a comment; with a semicolon
+    CREATE TABLE t (x TEXT DEFAULT 'a;b');
+    CREATE TRIGGER tr AFTER INSERT ON t BEGIN
+        UPDATE t SET x = 'c;d' WHERE rowid = new.rowid;
+    END;
+    INSERT INTO t VALUES ('e;f');
+    """
+    parts = migrate.statements(sql)
+    assert len(parts) == 3 and parts[1].startswith("CREATE TRIGGER") and parts[1].endswith("END;")
+    with pytest.raises(MigrationError, match="incomplete"):
+        migrate.statements("CREATE TABLE t (x);\nCREATE TABLE u (")
+
+
+def test_every_migration_has_its_rollback_file(sources):
+    (sources / "rollback" / "0001_initial.sql").unlink()
+    with pytest.raises(MigrationError, match="no rollback file"):
+        migrate.load(sources)
+
+
+def test_concurrent_processes_migrate_a_blank_db_once(tmp_path):
+    code = ("import sys; from pathlib import Path; from cfn.db import open_db; "
+            "open_db(Path(sys.argv[1]))")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)],
+                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    errors = [p.communicate(timeout=60)[1] for p in procs]
+    assert all(p.returncode == 0 for p in procs), errors
+    rows = sqlite3.connect(tmp_path / "cfn.db").execute(
+        "SELECT version FROM cfn_migrations").fetchall()
+    assert rows == [(1,)]
+
+
+def test_cli_status_migrate_rollback(cfn, project):
+    status = cfn("db", "status", "--json")
+    assert status.returncode == 0 and '"pending": ["0001_initial"]' in status.stdout
+    assert cfn("db", "migrate").returncode == 0
+    dry = cfn("db", "rollback", "--dry-run")
+    assert dry.returncode == 0 and "DROP TABLE skills" in dry.stdout
+    assert '"version": 1' in cfn("db", "status", "--json").stdout  # dry run changed nothing
+    assert cfn("db", "rollback", "--steps", "1").returncode == 0
+    assert '"version": 0' in cfn("db", "status", "--json").stdout
+    both = cfn("db", "rollback", "--steps", "1", "--to", "0")
+    assert both.returncode == 2 and "not both" in both.stderr
+
+
+def test_cli_refuses_a_tampered_migration_with_exit_2(cfn, project):
+    db = open_db(project / ".cfn")
+    db.execute("UPDATE cfn_migrations SET checksum = 'f00' WHERE version = 1")
+    got = cfn("skills", "ls")
+    assert got.returncode == 2 and "changed since it was applied" in got.stderr
