@@ -43,6 +43,22 @@ def decision(task_id: str) -> str:
     return f"coord:{_tag(task_id)}:decision"
 
 
+def heartbeat(task_id: str, agent_id: str) -> str:
+    """String with a short TTL: the agent's supervisor is alive while it exists."""
+    return f"agent:{_tag(task_id)}:{validate_id(agent_id, 'agent ID')}:heartbeat"
+
+
+def provider_cooldown(provider: str) -> str:
+    """String with a TTL: the provider failed (rate limit, overload, 5xx); skip it until then."""
+    return f"cfn:provider:{validate_id(provider, 'provider')}:cooldown"
+
+
+def task_patterns(task_id: str) -> list[str]:
+    """ACL key patterns covering every key of one task (and nothing of another)."""
+    tag = _tag(task_id)
+    return [f"context:{tag}:*", f"coord:{tag}:*", f"lock:{tag}:*", f"agent:{tag}:*"]
+
+
 def lock(task_id: str, name: str) -> str:
     """String: the holder's token, with the lock's TTL."""
     return f"lock:{_tag(task_id)}:{validate_id(name, 'lock name')}"

@@ -29,6 +29,9 @@ COMMANDS = {
     "db": ("cfn.cli.db", "db"),
     "skills": ("cfn.cli.skills", "skills"),
     "token": ("cfn.cli.token", "token"),
+    "spawn-agent": ("cfn.cli.agents", "spawn_agent"),
+    "agents": ("cfn.cli.agents", "agents"),
+    "route": ("cfn.cli.agents", "route"),
 }
 
 

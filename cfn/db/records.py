@@ -70,3 +70,55 @@ def history(db: Database, task_id: str) -> dict | None:
         "decisions": rows("decisions", "id"),
         "costs": rows("cost_ledger", "id"),
     }
+
+
+def start_agent_run(db: Database, *, task_id: str, agent_id: str, agent_type: str,
+                    runtime: str, provider: str | None, model: str | None,
+                    log_path: str, iteration: int | None = None) -> int:
+    """Record a run that is starting; returns its run ID."""
+    with immediate(db):
+        ensure_task(db, task_id)
+        cursor = db.execute(
+            "INSERT INTO agents (task_id, agent_id, agent_type, iteration, runtime, provider,"
+            " model, status, log_path, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'starting', ?,"
+            " strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+            [task_id, agent_id, agent_type, iteration, runtime, provider, model, log_path],
+        )
+        return cursor.lastrowid
+
+
+def finish_agent_run(db: Database, run_id: int, *, status: str, exit_code: int | None,
+                     confidence: float | None, handle: str | None,
+                     input_tokens: int | None = None, output_tokens: int | None = None,
+                     cost_usd: float | None = None) -> None:
+    """Record how a run ended, and its cost when the agent reported one."""
+    with immediate(db):
+        db.execute(
+            "UPDATE agents SET status = ?, exit_code = ?, confidence = ?, handle = ?,"
+            " finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?",
+            [status, exit_code, confidence, handle, run_id],
+        )
+        if any(v is not None for v in (input_tokens, output_tokens, cost_usd)):
+            db.execute(
+                "INSERT INTO cost_ledger (task_id, agent_id, run_id, provider, model,"
+                " input_tokens, output_tokens, cost_usd) SELECT task_id, agent_id, id, provider,"
+                " model, ?, ?, ? FROM agents WHERE id = ?",
+                [input_tokens, output_tokens, cost_usd, run_id],
+            )
+
+
+def retry_agent_run(db: Database, run_id: int, *, provider: str, model: str) -> int:
+    """A new run of the same agent on another provider; returns its run ID."""
+    with immediate(db):
+        cursor = db.execute(
+            "INSERT INTO agents (task_id, agent_id, agent_type, iteration, runtime, provider,"
+            " model, status, log_path, started_at) SELECT task_id, agent_id, agent_type,"
+            " iteration, runtime, ?, ?, 'starting', log_path,"
+            " strftime('%Y-%m-%dT%H:%M:%fZ', 'now') FROM agents WHERE id = ?",
+            [provider, model, run_id],
+        )
+        return cursor.lastrowid
+
+
+def mark_running(db: Database, run_id: int, handle: str) -> None:
+    db.execute("UPDATE agents SET status = 'running', handle = ? WHERE id = ?", [handle, run_id])

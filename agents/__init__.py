@@ -1,0 +1,1 @@
+"""Agent profiles (TOML), shipped inside the package as cfn._agents (see cfn/agents/profiles.py)."""

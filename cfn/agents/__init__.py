@@ -1,0 +1,1 @@
+"""Running agents: profiles, spawning under a supervisor, runtimes, lifecycle."""

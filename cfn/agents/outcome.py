@@ -1,0 +1,109 @@
+"""What an agent's output says: confidence, deliverables, tokens, cost, provider errors.
+
+Claude Code headless prints one JSON result object; scripted agents may print
+a JSON object as their last line. Values an agent did not give stay None.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass
+
+_PROVIDER_TEXT = re.compile(r"\b(429|5\d\d)\b|overloaded|rate.?limit", re.I)
+_TAIL_BYTES = 256 * 1024
+
+
+@dataclass
+class Outcome:
+    status: str  # success | failure | timeout | killed | stopped | lost
+    exit_code: int | None = None
+    confidence: float | None = None
+    deliverables: list | None = None
+    feedback: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cost_usd: float | None = None
+    provider_error: str | None = None  # why the provider failed, when it did
+    error: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _json_objects_from_end(text: str):
+    """JSON objects in `text`, the last one first."""
+    decoder = json.JSONDecoder()
+    position = len(text)
+    while (position := text.rfind("{", 0, position)) != -1:
+        try:
+            value, _ = decoder.raw_decode(text, position)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            yield value
+
+
+def _last_json_line(output: str) -> dict:
+    """The last line of output that is a JSON object (Claude's result, a script's report)."""
+    for line in reversed(output.splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                value = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(value, dict):
+                return value
+    return {}
+
+
+def _confidence(value) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1:
+        return float(value)
+    return None  # absent or nonsense: missing, never a default
+
+
+def _agent_report(document: dict) -> dict:
+    """The {"confidence", "deliverables", "feedback"} object an agent ended with, if any."""
+    for candidate in (document, *_json_objects_from_end(str(document.get("result", "")))):
+        if any(k in candidate for k in ("confidence", "deliverables", "feedback")):
+            return candidate
+    return {}
+
+
+def read_log_tail(path) -> str:
+    with open(path, "rb") as handle:
+        handle.seek(0, 2)
+        handle.seek(max(0, handle.tell() - _TAIL_BYTES))
+        return handle.read().decode(errors="replace")
+
+
+def parse(output: str, exit_code: int | None) -> Outcome:
+    """Judge a finished agent from its exit code and output."""
+    document = _last_json_line(output)
+    claude = document.get("type") == "result"
+    is_error = bool(document.get("is_error")) if claude else False
+    ok = exit_code == 0 and not is_error
+    report = _agent_report(document)
+    usage = document.get("usage") or {}
+    deliverables = report.get("deliverables")
+    outcome = Outcome(
+        status="success" if ok else "failure",
+        exit_code=exit_code,
+        confidence=_confidence(report.get("confidence")),
+        deliverables=deliverables if isinstance(deliverables, list) else None,
+        feedback=report.get("feedback") if isinstance(report.get("feedback"), str) else None,
+        input_tokens=usage.get("input_tokens") if claude else None,
+        output_tokens=usage.get("output_tokens") if claude else None,
+        cost_usd=document.get("total_cost_usd") if claude else None,
+    )
+    if claude and is_error:
+        outcome.error = str(document.get("result", ""))[:500]
+        status = document.get("api_error_status")
+        if (isinstance(status, int) and (status == 429 or status >= 500)) or (
+                status is None and _PROVIDER_TEXT.search(outcome.error or "")):
+            outcome.provider_error = outcome.error
+    elif not ok:
+        outcome.error = f"exited with {exit_code}"
+    return outcome

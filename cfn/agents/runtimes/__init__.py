@@ -1,0 +1,54 @@
+"""Where an agent runs. Each runtime starts one agent and can wait for, kill and clean it up.
+
+    run = runtime_for(name).start(RunRequest(...))
+    exit_code = run.wait(seconds)     # None while it still runs
+    run.kill(); run.cleanup()
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+RUNTIMES = ("process", "container", "kubernetes")
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    name: str  # unique: cfn-<task>-<agent>-<run>
+    argv: list[str]
+    env: dict[str, str]  # the agent's whole environment: secrets travel here, never in argv
+    workspace: Path
+    log_path: Path
+    memory: str | None = None
+    cpus: float | None = None
+    image: str | None = None
+    network: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    mounts: dict[str, str] = field(default_factory=dict)  # host path -> container path
+
+
+class Run(Protocol):
+    handle: str  # pid, container ID or job name
+
+    def wait(self, seconds: float) -> int | None: ...
+    def kill(self) -> None: ...
+    def cleanup(self) -> None: ...
+
+
+def start(runtime: str, request: RunRequest) -> Run:
+    """Start the agent on `runtime`."""
+    if runtime == "process":
+        from cfn.agents.runtimes.process import start as start_process
+
+        return start_process(request)
+    if runtime == "container":
+        from cfn.agents.runtimes.container import start as start_container
+
+        return start_container(request)
+    if runtime == "kubernetes":
+        from cfn.agents.runtimes.kubernetes import start as start_job
+
+        return start_job(request)
+    raise ValueError(f"unknown runtime {runtime!r}")

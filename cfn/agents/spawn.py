@@ -1,0 +1,199 @@
+"""Spawning: validate, route, give the agent its credentials, and hand it to a supervisor.
+
+Everything that can be wrong with a request is checked before anything is
+written or started. The supervisor is a detached process that gets its spec,
+secrets included, on a pipe; `spawn` returns as soon as it is on its way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import redis
+
+from cfn import keys, routing, tokens, validate
+from cfn.agents import profiles
+from cfn.agents.runtimes import RUNTIMES
+from cfn.config import Config
+from cfn.errors import InvalidInput
+from cfn.ids import validate_id
+
+
+@dataclass(frozen=True)
+class SpawnRequest:
+    agent_id: str
+    task_id: str
+    mode: str = "cli"
+    provider: str | None = None  # explicit: wins over routing
+    profile: str | None = None
+    runtime: str = "process"
+    memory: str | None = None
+    cpus: float | None = None
+    image: str | None = None
+    network: str | None = None
+    workspace: Path | None = None
+    timeout: float | None = None
+    prompt: str = ""
+    command: tuple[str, ...] = ()  # for scripted profiles: the argv to run
+    complexity: str | None = None
+    cost_sensitive: bool = False
+    phase: str | None = None  # completion phase, e.g. loop3
+    iteration: int | None = None
+
+
+@dataclass(frozen=True)
+class Spawned:
+    run_id: int
+    task_id: str
+    agent_id: str
+    profile: str
+    runtime: str
+    provider: str | None
+    chain: tuple[str, ...]
+    supervisor_pid: int
+    log_path: str
+    route_reasons: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _check(request: SpawnRequest, config: Config) -> tuple[profiles.Profile, Path]:
+    validate_id(request.agent_id, "agent ID")
+    validate_id(request.task_id, "task ID")
+    validate_id(request.mode, "mode")
+    validate.choice(request.runtime, RUNTIMES, "runtime")
+    profile = profiles.profile_for_agent(request.agent_id, request.profile, config.root)
+    if request.timeout is not None:
+        validate.positive_seconds(request.timeout, "timeout")
+    if request.cpus is not None:
+        validate.positive_seconds(request.cpus, "cpus")
+    if profile.kind == "scripted" and not request.command:
+        raise InvalidInput(f"profile {profile.id} runs a command: give it after `--`, "
+                           "e.g. cfn spawn-agent tests-1 T --profile script -- pytest -q")
+    if profile.kind == "claude" and not request.prompt:
+        raise InvalidInput("a Claude agent needs a --prompt (its task)")
+    workspace = (request.workspace or config.root).resolve()
+    if not workspace.is_dir():
+        raise InvalidInput(f"workspace {workspace} is not a directory")
+    return profile, workspace
+
+
+def _route(r: redis.Redis, request: SpawnRequest, profile: profiles.Profile,
+           table: dict) -> routing.Route:
+    """The provider chain, with providers in cooldown moved to the end."""
+    route = routing.select(
+        profile_provider=profile.provider, explicit=request.provider,
+        complexity=request.complexity, cost_sensitive=request.cost_sensitive,
+        profile_fallback=profile.fallback, table=table,
+    )
+    cooling = [p for p in route.chain if r.exists(keys.provider_cooldown(p))]
+    if not cooling or len(cooling) == len(route.chain):
+        return route
+    chain = tuple(p for p in route.chain if p not in cooling) + tuple(cooling)
+    return routing.Route(chain, (*route.reasons, f"in cooldown: {', '.join(cooling)}"),
+                         route.skipped)
+
+
+def _context(request: SpawnRequest, workspace: Path, profile: profiles.Profile,
+             timeout: float) -> dict:
+    """The seed's agent context document."""
+    t, a = request.task_id, request.agent_id
+    return {
+        "task_id": t, "agent_id": a, "mode": request.mode, "workspace": str(workspace),
+        "coordination": {"channels": {
+            "complete": keys.completion(t, request.phase), "results": keys.results(t),
+            "signal": keys.signal(t, a), "context": keys.context_prefix(t) + "*",
+        }},
+        "resources": {"memory_limit": request.memory or profile.memory,
+                      "cpus": request.cpus or profile.cpus, "timeout": timeout},
+    }
+
+
+def spawn(config: Config, r: redis.Redis, db, request: SpawnRequest, redis_url: str) -> Spawned:
+    """Start an agent under a supervisor; returns once the supervisor has its spec."""
+    from cfn.agents.credentials import create_redis_user
+    from cfn.db import records
+
+    profile, workspace = _check(request, config)
+    if r.exists(keys.heartbeat(request.task_id, request.agent_id)):
+        raise InvalidInput(f"agent {request.agent_id} of task {request.task_id} is already "
+                           "running; stop it first or use another agent ID")
+    table = routing.providers()
+    route = _route(r, request, profile, table) if profile.kind == "claude" else routing.Route(())
+    provider = route.chain[0] if route.chain else None
+    timeout = float(request.timeout or profile.timeout)
+    secret = tokens.signing_secret(config.token_secret, config.home)
+    acl_user = create_redis_user(r, request.task_id, request.agent_id) \
+        if config.agent_acl != "off" else None
+
+    log_dir = config.home / "agents" / request.task_id
+    log_dir.mkdir(parents=True, exist_ok=True)
+    run_id = records.start_agent_run(
+        db, task_id=request.task_id, agent_id=request.agent_id, agent_type=profile.id,
+        runtime=request.runtime, provider=provider,
+        model=routing.model_for(provider, profile.provider, profile.model, table)
+        if provider else None, log_path="", iteration=request.iteration)
+    log_path = log_dir / f"{request.agent_id}-{run_id}.log"
+    db.execute("UPDATE agents SET log_path = ? WHERE id = ?", [str(log_path), run_id])
+
+    agent_redis_url, mounts = _agent_redis_url(redis_url, request.runtime)
+    context = _context(request, workspace, profile, timeout)
+    agent_env = {
+        "CFN_TASK_ID": request.task_id, "CFN_AGENT_ID": request.agent_id,
+        "CFN_RUN_ID": str(run_id), "CFN_MODE": request.mode,
+        "CFN_CONTEXT": json.dumps(context), "REDIS_URL": agent_redis_url,
+        "CFN_TOKEN": tokens.issue(secret, agent_id=request.agent_id, task_id=request.task_id,
+                                  ttl=timeout + 600, role=profile.role),
+        "CFN_KEY_TTL": str(config.key_ttl),
+    }
+    if acl_user:
+        agent_env.update(REDIS_USERNAME=acl_user.username, REDIS_PASSWORD=acl_user.password)
+    if profile.temperature is not None:
+        agent_env["CFN_TEMPERATURE"] = str(profile.temperature)  # for agents that can use it
+    if request.runtime != "process":
+        agent_env["CFN_HOME"] = "/tmp/cfn"  # the host's state dir is not the agent's
+    spec = {
+        "run_id": run_id, "task_id": request.task_id, "agent_id": request.agent_id,
+        "profile": profile.to_data(), "profile_source": profile.source,
+        "runtime": request.runtime, "workspace": str(workspace), "log_path": str(log_path),
+        "timeout": timeout, "memory": request.memory or profile.memory,
+        "cpus": request.cpus or profile.cpus, "image": request.image or config.agent_image,
+        "network": request.network, "mounts": mounts, "prompt": request.prompt,
+        "instructions": profile.instructions.strip(), "command": list(request.command),
+        "chain": list(route.chain), "phase": request.phase, "home": str(config.home),
+        "redis": {"url": redis_url, "username": config.redis_username,
+                  "password": config.redis_password},
+        "agent_env": agent_env, "acl_user": acl_user.username if acl_user else None,
+        "key_ttl": config.key_ttl, "max_payload": config.max_payload,
+        "spawned_at": time.time(),
+    }
+    pid = _launch_supervisor(spec, workspace, log_dir / f"{request.agent_id}-{run_id}.supervisor")
+    return Spawned(run_id, request.task_id, request.agent_id, profile.id, request.runtime,
+                   provider, route.chain, pid, str(log_path), route.reasons)
+
+
+def _agent_redis_url(url: str, runtime: str) -> tuple[str, dict[str, str]]:
+    """The Redis URL as the agent sees it; a unix socket is mounted into containers."""
+    if runtime == "process" or not url.startswith("unix://"):
+        return url, {}
+    socket_path = Path(url[len("unix://"):])
+    return "unix:///run/cfn/redis.sock", {str(socket_path): "/run/cfn/redis.sock"}
+
+
+def _launch_supervisor(spec: dict, workspace: Path, stderr_path: Path) -> int:
+    with open(stderr_path, "ab") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cfn.agents.supervisor"], stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL, stderr=stderr, cwd=workspace, env=dict(os.environ),
+            start_new_session=True,  # outlives the spawning command
+        )
+    process.stdin.write(json.dumps(spec).encode())
+    process.stdin.close()
+    return process.pid

@@ -1,0 +1,233 @@
+"""The supervisor: one process per spawned agent, started by cfn.agents.spawn.
+
+It reads its spec as JSON on stdin (secrets travel there, never in argv),
+starts the agent at once, then keeps a heartbeat in Redis, captures output to
+the agent's log, enforces the timeout, moves the agent to the next provider
+of its chain after a provider error, and on every exit writes a completion
+record: to SQLite first, then to the task's results and completion streams.
+
+Run as: python -m cfn.agents.supervisor  (spec on stdin)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from cfn import routing
+from cfn.agents import outcome as outcomes
+from cfn.agents import runtimes
+from cfn.agents.profiles import parse as parse_profile
+
+HEARTBEAT_EVERY_S = 2.0
+HEARTBEAT_TTL_S = 10
+COOLDOWN_S = 60
+
+
+class Supervisor:
+    def __init__(self, spec: dict):
+        self.spec = spec
+        self.profile = parse_profile(spec["profile"], spec["profile_source"])
+        self.stop_requested = False
+        self._redis = None
+        self._db = None
+
+    # --- the agent ---------------------------------------------------------
+
+    def agent_env(self, provider: str | None) -> dict[str, str]:
+        spec = self.spec
+        base = dict(os.environ) if spec["runtime"] == "process" else {}
+        base.update(spec["agent_env"])  # CFN_*, REDIS_* credentials, context
+        if provider is None:
+            return routing.agent_env_without_credentials(base)
+        resolved = routing.resolve(routing.providers()[provider], os.environ)
+        env = routing.agent_env(resolved, self.model(provider), base)
+        env["CLAUDE_CODE_MAX_RETRIES"] = str(self.profile.max_retries)
+        if self.profile.max_tokens:
+            env["CLAUDE_CODE_MAX_OUTPUT_TOKENS"] = str(self.profile.max_tokens)
+        return env
+
+    def model(self, provider: str) -> str:
+        return routing.model_for(provider, self.profile.provider, self.profile.model,
+                                 routing.providers())
+
+    def argv(self, provider: str | None) -> list[str]:
+        if self.spec["command"]:
+            return list(self.spec["command"])
+        return self.profile.argv(
+            prompt=self.spec["prompt"], instructions=self.spec["instructions"],
+            model=self.model(provider) if provider else "", workspace=self.spec["workspace"],
+            task_id=self.spec["task_id"], agent_id=self.spec["agent_id"],
+        )
+
+    def attempt(self, provider: str | None, run_id: int) -> outcomes.Outcome:
+        spec = self.spec
+        request = runtimes.RunRequest(
+            name=f"cfn-{spec['task_id']}-{spec['agent_id']}-{run_id}".lower(),
+            argv=self.argv(provider), env=self.agent_env(provider),
+            workspace=Path(spec["workspace"]), log_path=Path(spec["log_path"]),
+            memory=spec["memory"], cpus=spec["cpus"], image=spec["image"],
+            network=spec["network"], mounts=spec["mounts"],
+            labels={"cfn.task": spec["task_id"], "cfn.agent": spec["agent_id"],
+                    "cfn.run": str(run_id)},
+        )
+        run = runtimes.start(spec["runtime"], request)
+        started = time.monotonic()
+        self.heartbeat(run_id, run.handle)
+        records().mark_running(self.db(), run_id, run.handle)
+        try:
+            return self.watch(run, started)
+        finally:
+            run.cleanup()
+
+    def watch(self, run, started: float) -> outcomes.Outcome:
+        deadline = started + self.spec["timeout"]
+        forced = None
+        while True:
+            code = run.wait(min(HEARTBEAT_EVERY_S, max(0.0, deadline - time.monotonic())))
+            if code is not None:
+                break
+            if self.stop_requested or time.monotonic() >= deadline:
+                forced = "stopped" if self.stop_requested else "timeout"
+                run.kill()
+                code = run.wait(0)
+                break
+            self.heartbeat_refresh()
+        result = outcomes.parse(outcomes.read_log_tail(self.spec["log_path"]), code)
+        if forced:
+            result.status, result.error = forced, (
+                "stopped on request" if forced == "stopped"
+                else f"timed out after {self.spec['timeout']:g}s")
+        elif code is not None and code < 0:
+            result.status, result.error = "killed", f"killed by signal {-code}"
+        return result
+
+    # --- Redis and SQLite ----------------------------------------------------
+
+    def redis(self):
+        if self._redis is None:
+            import redis
+
+            conn = self.spec["redis"]
+            self._redis = redis.Redis.from_url(
+                conn["url"], username=conn["username"], password=conn["password"],
+                decode_responses=True, driver_info=None, socket_connect_timeout=10,
+            )
+        return self._redis
+
+    def db(self):
+        if self._db is None:
+            from cfn.db import open_db
+
+            self._db = open_db(Path(self.spec["home"]))
+        return self._db
+
+    def heartbeat_key(self) -> str:
+        from cfn import keys
+
+        return keys.heartbeat(self.spec["task_id"], self.spec["agent_id"])
+
+    def heartbeat(self, run_id: int, handle: str) -> None:
+        self._beat = json.dumps({"supervisor_pid": os.getpid(), "run_id": run_id,
+                                 "handle": handle, "runtime": self.spec["runtime"]})
+        self.heartbeat_refresh()
+
+    def heartbeat_refresh(self) -> None:
+        self.redis().set(self.heartbeat_key(), self._beat, ex=HEARTBEAT_TTL_S)
+
+    def cooldown(self, provider: str) -> None:
+        from cfn import keys
+
+        self.redis().set(keys.provider_cooldown(provider), str(time.time()), ex=COOLDOWN_S)
+
+    # --- the whole run -------------------------------------------------------
+
+    def run(self) -> int:
+        chain = self.spec["chain"] or [None]
+        run_id = self.spec["run_id"]
+        for index, provider in enumerate(chain):
+            result = self.attempt(provider, run_id)
+            if result.provider_error and index + 1 < len(chain) and not self.stop_requested:
+                self.cooldown(provider)
+                records().finish_agent_run(self.db(), run_id, status="provider-error",
+                                           exit_code=result.exit_code, confidence=None,
+                                           handle=None)
+                self.log(f"provider {provider} failed ({result.provider_error}); "
+                         f"moving to {chain[index + 1]}")
+                run_id = records().retry_agent_run(self.db(), run_id, provider=chain[index + 1],
+                                                   model=self.model(chain[index + 1]))
+                continue
+            break
+        self.finish(run_id, provider, result)
+        return 0 if result.status == "success" else 1
+
+    def finish(self, run_id: int, provider: str | None, result: outcomes.Outcome) -> None:
+        from cfn.coordination import completion, results
+
+        spec, r = self.spec, self.redis()
+        own = [rep for rep in results.read(r, spec["task_id"])
+               if rep.agent_id == spec["agent_id"] and rep.reported_at >= spec["spawned_at"]]
+        if own:  # the agent reported itself: its word on confidence stands
+            result.confidence = own[-1].confidence
+        records().finish_agent_run(
+            self.db(), run_id, status=result.status, exit_code=result.exit_code,
+            confidence=result.confidence, handle=None, input_tokens=result.input_tokens,
+            output_tokens=result.output_tokens, cost_usd=result.cost_usd,
+        )
+        record = {**result.to_dict(), "run_id": run_id, "agent_id": spec["agent_id"],
+                  "task_id": spec["task_id"], "provider": provider,
+                  "log_path": spec["log_path"]}
+        status = "success" if result.status == "success" else "failure"
+        if not own:
+            results.report(r, spec["task_id"], spec["agent_id"], status=status,
+                           confidence=result.confidence,
+                           result={"deliverables": result.deliverables,
+                                   "feedback": result.feedback, "status": result.status},
+                           ttl=spec["key_ttl"], max_bytes=spec["max_payload"])
+        completion.signal_completion(r, spec["task_id"], spec["agent_id"], status=status,
+                                     payload=json.dumps(record), phase=spec["phase"],
+                                     ttl=spec["key_ttl"], max_bytes=spec["max_payload"])
+        self.release()
+
+    def release(self) -> None:
+        """Remove the agent's Redis user and heartbeat; safe to call twice."""
+        from cfn.agents.credentials import delete_redis_user
+
+        r = self.redis()
+        if self.spec.get("acl_user"):
+            delete_redis_user(r, self.spec["acl_user"])
+        r.delete(self.heartbeat_key())
+
+    def log(self, message: str) -> None:
+        print(f"cfn supervisor [{self.spec['agent_id']}]: {message}", file=sys.stderr, flush=True)
+
+
+def records():
+    from cfn.db import records as module
+
+    return module
+
+
+def main() -> None:
+    spec = json.loads(sys.stdin.read())
+    sys.stdin.close()
+    supervisor = Supervisor(spec)
+    signal.signal(signal.SIGTERM, lambda *_: setattr(supervisor, "stop_requested", True))
+    try:
+        code = supervisor.run()
+    except Exception as exc:  # noqa: BLE001 - whatever broke, the agent must be reported
+        supervisor.log(f"supervisor failed: {type(exc).__name__}: {exc}")
+        failed = outcomes.Outcome(status="failure", error=f"supervisor failed: {exc}")
+        try:
+            supervisor.finish(spec["run_id"], None, failed)
+        finally:
+            sys.exit(1)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

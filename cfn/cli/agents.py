@@ -1,0 +1,260 @@
+"""`cfn spawn-agent`, `cfn agents ...` and `cfn route`: running agents."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from cfn.cli._common import (
+    checked_id,
+    config_of,
+    json_option,
+    print_json,
+    project_db,
+    redis_session,
+    task_option,
+)
+from cfn.errors import ExitCode, NegativeOutcome
+
+
+class _TrailingCommand(click.Command):
+    """Everything after the first `--` is the agent's own argv, kept out of click's parsing."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if "--" in args:
+            cut = args.index("--")
+            ctx.meta["trailing_argv"] = tuple(args[cut + 1:])
+            args = args[:cut]
+        return super().parse_args(ctx, args)
+
+
+@click.command(name="spawn-agent", cls=_TrailingCommand)
+@click.argument("agent_id", callback=checked_id("agent ID"))
+@click.argument("task_id", callback=checked_id("task ID"))
+@click.argument("mode", required=False, default="cli", callback=checked_id("mode"))
+@click.argument("provider", required=False, callback=checked_id("provider"))
+@click.option("--profile", callback=checked_id("profile"),
+              help="Agent profile (default: AGENT_ID, or AGENT_ID without a trailing -N).")
+@click.option("--runtime", type=click.Choice(["process", "container", "kubernetes"]),
+              default="process", show_default=True)
+@click.option("--prompt", default="", help="The agent's task (Claude agents).")
+@click.option("--workspace", type=click.Path(file_okay=False, path_type=Path),
+              help="Directory the agent works in (default: the project root).")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+              help="Kill the agent after this long (default: the profile's).")
+@click.option("--memory", help="Memory limit, e.g. 1g (container, kubernetes).")
+@click.option("--cpus", type=click.FloatRange(min=0, min_open=True), help="CPU limit.")
+@click.option("--image", help="Container image (default: agent_image setting).")
+@click.option("--network", help="Container network, e.g. the task's compose network.")
+@click.option("--complexity", type=click.Choice(["low", "normal", "high"]),
+              help="Task complexity, for provider routing.")
+@click.option("--cost-sensitive", is_flag=True, help="Prefer COST_PROVIDER when routing.")
+@click.option("--phase", callback=checked_id("phase"),
+              help="Completion phase, e.g. loop3 (coord:{T}:loop3:complete).")
+@click.option("--wait", "wait_", is_flag=True, help="Wait for the agent and print its record.")
+@json_option
+@click.pass_context
+def spawn_agent(ctx, agent_id, task_id, mode, provider, profile, runtime, prompt,
+                workspace, timeout, memory, cpus, image, network, complexity, cost_sensitive,
+                phase, wait_, as_json) -> None:
+    """Start AGENT_ID on TASK_ID under a supervisor.
+
+    \b
+    The seed's form: cfn spawn-agent AGENT_ID TASK_ID [MODE] [PROVIDER]
+      cfn spawn-agent coder-1 T42 --prompt "Add login" --runtime container
+      cfn spawn-agent tests-1 T42 --profile script -- pytest -q
+    Prints the run (and with --wait its completion record: exit 0 success,
+    1 failure, 3 timeout). API keys come from the environment, never argv.
+    """
+    from cfn.agents.spawn import SpawnRequest, spawn
+
+    config = config_of(ctx)
+    command = ctx.meta.get("trailing_argv", ())
+    request = SpawnRequest(
+        agent_id=agent_id, task_id=task_id, mode=mode, provider=provider, profile=profile,
+        runtime=runtime, memory=memory, cpus=cpus, image=image, network=network,
+        workspace=workspace, timeout=timeout, prompt=prompt, command=tuple(command),
+        complexity=complexity, cost_sensitive=cost_sensitive, phase=phase,
+    )
+    from cfn.backend import primary_url
+
+    url = primary_url(config)
+    db = project_db(ctx)
+    with redis_session(ctx) as r:
+        spawned = spawn(config, r, db, request, url)
+    if not wait_:
+        if as_json:
+            print_json(spawned.to_dict())
+        else:
+            click.echo(f"{spawned.agent_id}\trun {spawned.run_id}\t{spawned.runtime}\t"
+                       f"{spawned.provider or '-'}\t{spawned.log_path}")
+        return
+    # the supervisor enforces the agent's timeout; this only guards against a lost record
+    _wait_and_print(ctx, task_id, {agent_id: spawned.run_id}, 7 * 24 * 3600, phase, as_json)
+
+
+def _wait_and_print(ctx, task_id: str, run_ids: dict[str, int], timeout: float,
+                    phase: str | None, as_json: bool) -> None:
+    from cfn.agents import lifecycle
+
+    db = project_db(ctx)
+    with redis_session(ctx, block_seconds=1.0) as r:
+        waited = lifecycle.wait(r, db, task_id, run_ids, timeout=timeout, phase=phase)
+    if as_json:
+        print_json({"records": waited.records, "timed_out": waited.timed_out})
+    else:
+        for agent, record in waited.records.items():
+            confidence = record.get("confidence")
+            click.echo(f"{agent}\t{record.get('status')}\texit {record.get('exit_code')}\t"
+                       f"confidence {'-' if confidence is None else confidence}")
+    if waited.timed_out:
+        click.echo(f"cfn: timed out with {len(waited.records)} of {len(run_ids)} agents done",
+                   err=True)
+        ctx.exit(ExitCode.TIMEOUT)
+    ctx.exit(ExitCode.OK if waited.all_succeeded else ExitCode.NEGATIVE)
+
+
+@click.command()
+@click.argument("agent_type", callback=checked_id("agent type"))
+@click.option("--provider", help="An explicit provider (wins over routing).")
+@click.option("--complexity", type=click.Choice(["low", "normal", "high"]))
+@click.option("--cost-sensitive", is_flag=True)
+@json_option
+@click.pass_context
+def route(ctx, agent_type, provider, complexity, cost_sensitive, as_json) -> None:
+    """Show which provider, endpoint and model AGENT_TYPE would get, and why (no keys shown)."""
+    from cfn import routing
+    from cfn.agents import profiles
+
+    profile = profiles.profile_for_agent(agent_type, None, config_of(ctx).root)
+    table = routing.providers()
+    decision = routing.select(profile_provider=profile.provider, explicit=provider,
+                              complexity=complexity, cost_sensitive=cost_sensitive,
+                              profile_fallback=profile.fallback, table=table)
+    chain = [{"provider": name, "base_url": table[name].base_url,
+              "model": routing.model_for(name, profile.provider, profile.model, table),
+              "key_env": table[name].key_env} for name in decision.chain]
+    if as_json:
+        print_json({"agent_type": agent_type, "chain": chain, "why": list(decision.reasons),
+                    "skipped_without_key": list(decision.skipped)})
+        return
+    click.echo(f"{agent_type}: {decision.chain[0]} ({'; '.join(decision.reasons)})")
+    for step in chain:
+        click.echo(f"  {step['provider']}\t{step['base_url']}\t{step['model']}\t"
+                   f"key from {step['key_env'] or 'the CLI login'}")
+    for name in decision.skipped:
+        click.echo(f"  skipped {name}: no key in the environment")
+
+
+@click.group()
+def agents() -> None:
+    """Agent profiles and runs: profiles, ls, logs, stop, wait."""
+
+
+@agents.command()
+@json_option
+@click.pass_context
+def profiles(ctx, as_json: bool) -> None:
+    """List agent profiles (shipped, and the project's agents/*.toml)."""
+    from cfn.agents import profiles as profile_module
+
+    found = profile_module.load_all(config_of(ctx).root)
+    if as_json:
+        print_json({name: p.to_data() | {"source": p.source} for name, p in sorted(found.items())})
+        return
+    for name, p in sorted(found.items()):
+        click.echo(f"{name}\t{p.role}\t{p.kind}\t{p.provider or '(routed)'}\t{p.timeout:g}s")
+
+
+@agents.command(name="ls")
+@click.option("--task-id", callback=checked_id("task ID"), help="Only this task.")
+@click.option("--all", "all_runs", is_flag=True, help="Every run, not only each agent's latest.")
+@json_option
+@click.pass_context
+def ls(ctx, task_id, all_runs, as_json) -> None:
+    """List agent runs with their status (lost: the supervisor died)."""
+    from cfn.agents import lifecycle
+
+    db = project_db(ctx)
+    with redis_session(ctx) as r:
+        rows = lifecycle.with_liveness(r, db, lifecycle.runs(db, task_id, not all_runs))
+    if as_json:
+        print_json(rows)
+        return
+    for row in rows:
+        click.echo(f"{row['task_id']}\t{row['agent_id']}\trun {row['id']}\t{row['status']}\t"
+                   f"{row['runtime']}\t{row['provider'] or '-'}\texit {row['exit_code']}")
+
+
+@agents.command()
+@click.argument("agent_id", callback=checked_id("agent ID"))
+@task_option
+@click.option("-f", "--follow", is_flag=True, help="Keep printing while the agent runs.")
+@click.pass_context
+def logs(ctx, agent_id, task_id, follow) -> None:
+    """Print AGENT's captured output (its latest run)."""
+    from cfn.agents import lifecycle
+
+    db = project_db(ctx)
+    row = lifecycle.latest_run(db, task_id, agent_id)
+    if row is None:
+        raise NegativeOutcome(f"agent {agent_id} never ran on task {task_id}")
+    path = Path(row["log_path"])
+    position = 0
+    while True:
+        if path.exists():
+            with open(path, "rb") as handle:
+                handle.seek(position)
+                chunk = handle.read()
+                position = handle.tell()
+            sys.stdout.write(chunk.decode(errors="replace"))
+            sys.stdout.flush()
+        if not follow:
+            return
+        row = lifecycle.latest_run(db, task_id, agent_id)
+        if row["status"] not in lifecycle.LIVE:
+            if path.exists() and path.stat().st_size > position:
+                continue
+            return
+        time.sleep(0.2)
+
+
+@agents.command()
+@click.argument("agent_id", required=False, callback=checked_id("agent ID"))
+@task_option
+@click.pass_context
+def stop(ctx, agent_id, task_id) -> None:
+    """Stop AGENT (or every running agent of the task); each still reports its completion."""
+    from cfn.agents import lifecycle
+
+    with redis_session(ctx) as r:
+        for name in lifecycle.stop(r, project_db(ctx), task_id, agent_id):
+            click.echo(f"stopping {name}", err=True)
+
+
+@agents.command(name="wait")
+@click.argument("agent_ids", nargs=-1, callback=lambda c, p, v: [checked_id("agent ID")(c, p, a)
+                                                                 for a in v])
+@task_option
+@click.option("--timeout", type=click.FloatRange(min=0), default=3600, show_default=True,
+              metavar="SECONDS")
+@json_option
+@click.pass_context
+def wait(ctx, agent_ids, task_id, timeout, as_json) -> None:
+    """Wait for the task's agents (or the ones named) to finish their latest runs.
+
+    Exit 0 all succeeded, 1 any failed, 3 timed out.
+    """
+    from cfn.agents import lifecycle
+
+    rows = lifecycle.runs(project_db(ctx), task_id)
+    if agent_ids:
+        rows = [row for row in rows if row["agent_id"] in agent_ids]
+        missing = set(agent_ids) - {row["agent_id"] for row in rows}
+        if missing:
+            raise NegativeOutcome(f"never ran on task {task_id}: {', '.join(sorted(missing))}")
+    _wait_and_print(ctx, task_id, {row["agent_id"]: row["id"] for row in rows}, timeout,
+                    None, as_json)

@@ -1,0 +1,118 @@
+"""A stand-in LLM provider on loopback speaking the Anthropic Messages API.
+
+Only what lies outside this machine may be a stand-in: this replaces the
+provider, so the real `claude` CLI can run against it. It records every
+request (path, model, credentials, body) and answers with a scripted reply,
+or with an error status such as 429 to exercise provider fallback.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass
+class Standin:
+    reply: str = '{"confidence": 0.9, "deliverables": ["done.txt"]}'
+    status: int = 200  # e.g. 429 to act rate limited
+    requests: list[dict] = field(default_factory=list)
+    server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> Standin:
+        standin = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # keep test output clean
+                pass
+
+            def do_GET(self):
+                self._send_json(404, {"type": "error", "error": {"type": "not_found_error"}})
+
+            def do_HEAD(self):
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length) or b"{}")
+                standin.requests.append({
+                    "path": self.path,
+                    "model": body.get("model"),
+                    "x-api-key": self.headers.get("x-api-key"),
+                    "authorization": self.headers.get("authorization"),
+                    "body": body,
+                })
+                if standin.status != 200:
+                    kind = "rate_limit_error" if standin.status == 429 else "api_error"
+                    self._send_json(standin.status, {"type": "error", "error": {
+                        "type": kind, "message": f"stand-in says {standin.status}"}})
+                elif "count_tokens" in self.path:
+                    self._send_json(200, {"input_tokens": 10})
+                elif body.get("stream"):
+                    self._stream(body)
+                else:
+                    self._send_json(200, self._message(body))
+
+            def _message(self, body):
+                return {
+                    "id": "msg_standin", "type": "message", "role": "assistant",
+                    "model": body.get("model"), "stop_reason": "end_turn",
+                    "stop_sequence": None,
+                    "content": [{"type": "text", "text": standin.reply}],
+                    "usage": {"input_tokens": 12, "output_tokens": 7},
+                }
+
+            def _stream(self, body):
+                message = self._message(body)
+                events = [
+                    ("message_start", {"type": "message_start", "message": {
+                        **message, "content": [], "stop_reason": None,
+                        "usage": {"input_tokens": 12, "output_tokens": 1}}}),
+                    ("content_block_start", {"type": "content_block_start", "index": 0,
+                                             "content_block": {"type": "text", "text": ""}}),
+                    ("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                             "delta": {"type": "text_delta",
+                                                       "text": standin.reply}}),
+                    ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+                    ("message_delta", {"type": "message_delta",
+                                       "delta": {"stop_reason": "end_turn",
+                                                 "stop_sequence": None},
+                                       "usage": {"output_tokens": 7}}),
+                    ("message_stop", {"type": "message_stop"}),
+                ]
+                payload = "".join(f"event: {name}\ndata: {json.dumps(data)}\n\n"
+                                  for name, data in events).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def _send_json(self, status, document):
+                payload = json.dumps(document).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                if status == 429:
+                    self.send_header("retry-after", "0")
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
