@@ -93,3 +93,20 @@ def cfn(project, env):
         )
 
     return run
+
+
+@pytest.fixture
+def reap_supervisors(r):
+    """Kill whatever agents and supervisors a test left running."""
+    import json
+    import signal
+
+    yield
+    for key in r.scan_iter(match="agent:*:heartbeat"):
+        beat = json.loads(r.get(key) or "{}")
+        for pid, kill in ((beat.get("supervisor_pid"), os.kill),
+                          (beat.get("handle"), os.killpg)):
+            try:
+                kill(int(pid), signal.SIGKILL)
+            except (TypeError, ValueError, ProcessLookupError, PermissionError):
+                pass

@@ -1,0 +1,99 @@
+"""The real `claude` CLI as an agent, against stand-in providers on loopback."""
+
+import json
+import shutil
+import time
+
+import pytest
+
+from cfn import keys
+from standin import Standin
+
+pytestmark = [
+    pytest.mark.skipif(shutil.which("claude") is None,
+                       reason="needs the claude CLI: npm install -g @anthropic-ai/claude-code"),
+    pytest.mark.usefixtures("reap_supervisors"),
+]
+
+
+@pytest.fixture
+def providers():
+    limited = Standin(status=429).start()
+    working = Standin(reply='All done.\n{"confidence": 0.9, "deliverables": ["hello.txt"], '
+                            '"feedback": "fine"}').start()
+    yield limited, working
+    limited.stop()
+    working.stop()
+
+
+@pytest.fixture
+def claude_env(tmp_path, providers):
+    limited, working = providers
+    home = tmp_path / "claude-home"
+    home.mkdir()
+    return {
+        "HOME": str(home),  # Claude Code's own config stays in the test
+        "ANTHROPIC_API_KEY": "sk-ant-for-anthropic-only",
+        "ZAI_API_KEY": "sk-zai-for-zai-only",
+        "CFN_PROVIDER_ANTHROPIC_BASE_URL": limited.url,
+        "CFN_PROVIDER_ZAI_BASE_URL": working.url,
+        "CFN_FALLBACK_PROVIDERS": "zai",
+        "DISABLE_TELEMETRY": "1", "DISABLE_ERROR_REPORTING": "1", "DISABLE_AUTOUPDATER": "1",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+    }
+
+
+@pytest.fixture
+def quick_coder(project):
+    """The shipped coder, but giving up on a provider after its first refusal."""
+    (project / "agents").mkdir()
+    (project / "agents" / "coder.toml").write_text(
+        'id = "coder"\nname = "Coder"\nrole = "implementer"\nkind = "claude"\n'
+        'timeout = 120\nmax_retries = 0\ninstructions = "You write code."\n')
+
+
+def test_rate_limited_provider_moves_the_agent_to_the_next(cfn, r, providers, claude_env,
+                                                           quick_coder):
+    limited, working = providers
+    got = cfn("spawn-agent", "coder-1", "T1", "--prompt", "Write hello.txt", "--wait",
+              "--json", extra_env=claude_env, timeout=180)
+    assert got.returncode == 0, got.stdout + got.stderr
+    record = json.loads(got.stdout)["records"]["coder-1"]
+    assert (record["status"], record["provider"], record["confidence"]) == ("success", "zai", 0.9)
+    assert record["deliverables"] == ["hello.txt"] and record["feedback"] == "fine"
+    assert record["input_tokens"] == 12 and record["output_tokens"] == 7
+
+    # the routed base URL, token and model reached each stand-in, and each key only its own
+    assert limited.requests and working.requests
+    assert {q["authorization"] for q in limited.requests} == {"Bearer sk-ant-for-anthropic-only"}
+    assert {q["authorization"] for q in working.requests} == {"Bearer sk-zai-for-zai-only"}
+    assert {q["model"] for q in limited.requests} == {"claude-sonnet-4-5"}
+    assert {q["model"] for q in working.requests} == {"glm-4.6"}
+    assert "Write hello.txt" in json.dumps(working.requests[-1]["body"])
+    assert r.exists(keys.provider_cooldown("anthropic"))
+
+    history = json.loads(cfn("history", "T1", "--json").stdout)
+    assert [(a["provider"], a["status"]) for a in history["agents"]] == [
+        ("anthropic", "provider-error"), ("zai", "success")]
+    assert history["costs"][0]["provider"] == "zai" and history["costs"][0]["cost_usd"] > 0
+
+
+def test_a_provider_in_cooldown_is_tried_last(cfn, r, providers, claude_env, quick_coder):
+    limited, working = providers
+    r.set(keys.provider_cooldown("anthropic"), str(time.time()), ex=60)
+    got = cfn("spawn-agent", "coder-1", "T1", "--prompt", "hi", "--wait", "--json",
+              extra_env=claude_env, timeout=180)
+    assert got.returncode == 0, got.stderr
+    assert json.loads(got.stdout)["records"]["coder-1"]["provider"] == "zai"
+    assert limited.requests == []
+
+
+def test_claude_without_a_working_provider_fails_and_is_never_success(cfn, providers,
+                                                                       claude_env, quick_coder):
+    env = {**claude_env, "CFN_FALLBACK_PROVIDERS": ""}
+    got = cfn("spawn-agent", "coder-1", "T1", "--prompt", "hi", "--wait", "--json",
+              extra_env=env, timeout=180)
+    assert got.returncode == 1
+    record = json.loads(got.stdout)["records"]["coder-1"]
+    assert record["status"] == "failure" and "429" in record["error"]
+    assert record["confidence"] is None

@@ -1,0 +1,81 @@
+import json
+
+import pytest
+
+from cfn import routing
+from cfn.errors import InvalidInput
+
+KEYS = {"ANTHROPIC_API_KEY": "sk-a", "ZAI_API_KEY": "sk-z", "KIMI_API_KEY": "sk-k"}
+
+
+def choose(env, **kw):
+    return routing.select(env={**KEYS, **env}, **kw).chain[0]
+
+
+def test_routing_off_uses_anthropic_and_explicit_always_wins():
+    assert choose({}, profile_provider="kimi", complexity="high") == "anthropic"
+    assert choose({}, explicit="zai") == "zai"
+    assert choose({"CFN_CUSTOM_ROUTING": "true"}, explicit="zai", profile_provider="kimi") == "zai"
+
+
+def test_selection_order_as_in_the_seed():
+    on = {"CFN_CUSTOM_ROUTING": "1"}
+    assert choose(on, profile_provider="zai", complexity="high") == "zai"
+    assert choose(on, complexity="high") == "anthropic"
+    assert choose({**on, "HIGH_COMPLEXITY_PROVIDER": "kimi"}, complexity="high") == "kimi"
+    assert choose(on, cost_sensitive=True) == "zai"
+    assert choose(on) == "kimi"
+    assert choose({**on, "DEFAULT_PROVIDER": "zai"}) == "zai"
+
+
+@pytest.mark.parametrize("env,kw,message", [
+    ({}, {"explicit": "nosuch"}, "unknown provider 'nosuch'"),
+    ({"ZAI_API_KEY": ""}, {"explicit": "zai"}, "needs its API key in ZAI_API_KEY"),
+    ({}, {"explicit": "gemini"}, "no Anthropic-compatible endpoint"),
+    ({"CFN_FALLBACK_PROVIDERS": "zai,bogus"}, {}, "unknown fallback provider 'bogus'"),
+])
+def test_clear_errors(env, kw, message):
+    with pytest.raises(InvalidInput, match=message):
+        routing.select(env={**KEYS, **env}, **kw)
+
+
+def test_fallback_chain_skips_providers_without_a_key():
+    route = routing.select(env={"ANTHROPIC_API_KEY": "a", "ZAI_API_KEY": "z",
+                                "CFN_FALLBACK_PROVIDERS": "openrouter, zai"})
+    assert route.chain == ("anthropic", "zai") and route.skipped == ("openrouter",)
+
+
+def test_a_key_only_goes_to_its_own_provider():
+    table = routing.providers({})
+    resolved = routing.resolve(table["zai"], KEYS)
+    env = routing.agent_env(resolved, None, {"PATH": "/bin", **KEYS, "OTHER_API_KEY": "x",
+                                             "ANTHROPIC_BASE_URL": "https://evil"})
+    assert env == {"PATH": "/bin", "ANTHROPIC_BASE_URL": "https://api.z.ai/api/anthropic",
+                   "ANTHROPIC_MODEL": "glm-4.6", "ANTHROPIC_AUTH_TOKEN": "sk-z"}
+
+
+def test_environment_overrides_the_table():
+    table = routing.providers({"CFN_PROVIDER_ZAI_BASE_URL": "http://127.0.0.1:9",
+                               "CFN_PROVIDER_ZAI_MODEL": "glm-5"})
+    assert (table["zai"].base_url, table["zai"].model) == ("http://127.0.0.1:9", "glm-5")
+    with pytest.raises(InvalidInput, match="unknown field"):
+        routing.providers({"CFN_PROVIDER_ZAI_COLOR": "red"})
+
+
+def test_model_follows_the_provider():
+    table = routing.providers({})
+    assert routing.model_for("anthropic", "anthropic", "claude-opus-4-1", table) == \
+        "claude-opus-4-1"
+    assert routing.model_for("zai", "anthropic", "claude-opus-4-1", table) == "glm-4.6"
+
+
+def test_cfn_route_explains_without_showing_keys(cfn):
+    got = cfn("route", "coder", "--complexity", "high", "--json",
+              extra_env={**KEYS, "CFN_CUSTOM_ROUTING": "1", "CFN_FALLBACK_PROVIDERS": "zai"})
+    assert got.returncode == 0, got.stderr
+    doc = json.loads(got.stdout)
+    assert [s["provider"] for s in doc["chain"]] == ["anthropic", "zai"]
+    assert "high complexity" in doc["why"][0]
+    assert "sk-a" not in got.stdout and "sk-z" not in got.stdout
+    missing = cfn("route", "coder", "--provider", "kimi", extra_env={"KIMI_API_KEY": ""})
+    assert missing.returncode == 2 and "KIMI_API_KEY" in missing.stderr
