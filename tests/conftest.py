@@ -98,6 +98,7 @@ def cfn(project, env):
 @pytest.fixture
 def reap_supervisors(r):
     """Kill whatever agents and supervisors a test left running."""
+    import contextlib
     import json
     import signal
 
@@ -106,7 +107,5 @@ def reap_supervisors(r):
         beat = json.loads(r.get(key) or "{}")
         for pid, kill in ((beat.get("supervisor_pid"), os.kill),
                           (beat.get("handle"), os.killpg)):
-            try:
+            with contextlib.suppress(TypeError, ValueError, ProcessLookupError, PermissionError):
                 kill(int(pid), signal.SIGKILL)
-            except (TypeError, ValueError, ProcessLookupError, PermissionError):
-                pass
