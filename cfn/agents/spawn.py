@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -172,11 +171,16 @@ def spawn(config: Config, r: redis.Redis, db, request: SpawnRequest, redis_url: 
                   "password": config.redis_password},
         "agent_env": agent_env, "acl_user": acl_user.username if acl_user else None,
         "key_ttl": config.key_ttl, "max_payload": config.max_payload,
-        "spawned_at": time.time(),
+        "spawned_at": _server_time(r),  # compared with report times, also server clock
     }
     pid = _launch_supervisor(spec, workspace, log_dir / f"{request.agent_id}-{run_id}.supervisor")
     return Spawned(run_id, request.task_id, request.agent_id, profile.id, request.runtime,
                    provider, route.chain, pid, str(log_path), route.reasons)
+
+
+def _server_time(r: redis.Redis) -> float:
+    seconds, micros = r.time()
+    return seconds + micros / 1e6
 
 
 def _agent_redis_url(url: str, runtime: str) -> tuple[str, dict[str, str]]:

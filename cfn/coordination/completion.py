@@ -7,7 +7,6 @@ server until the expected number of distinct agents completed.
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass
 
 import redis
@@ -48,7 +47,6 @@ def signal_completion(
     fields = {
         "agent": validate_id(agent_id, "agent ID"),
         "status": validate.choice(status, STATUSES, "status"),
-        "ts": f"{time.time():.6f}",
     }
     if payload is not None:
         fields["payload"] = validate.payload(payload, max_bytes)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from dataclasses import asdict, dataclass
 
 import redis
@@ -65,13 +64,17 @@ def report(
     fields = {
         "agent": validate_id(agent_id, "agent ID"),
         "status": validate.choice(status, STATUSES, "status"),
-        "ts": f"{time.time():.6f}",
     }
     if confidence is not None:
         fields["confidence"] = repr(validate.fraction(confidence, "confidence"))
     if result is not None:
         fields["result"] = validate.payload(json.dumps(result), max_bytes, "result")
     return streams.append(r, key, fields, ttl)
+
+
+def entry_time(entry_id: str) -> float:
+    """When Redis received a stream entry, in Unix seconds (its ID is server milliseconds)."""
+    return int(entry_id.split("-", 1)[0]) / 1000
 
 
 def _parse(entry_id: str, fields: dict[str, str]) -> Report:
@@ -91,7 +94,7 @@ def _parse(entry_id: str, fields: dict[str, str]) -> Report:
         status=fields.get("status", "success"),
         confidence=parsed_confidence,
         result=parsed_result,
-        reported_at=float(fields.get("ts") or 0),
+        reported_at=entry_time(entry_id),
     )
 
 

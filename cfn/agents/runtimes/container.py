@@ -1,0 +1,92 @@
+"""The container runtime: the Docker Engine API through the docker SDK.
+
+Works against Docker and against podman's Docker-compatible socket
+(DOCKER_HOST=unix:///run/podman/podman.sock). The agent gets memory and CPU
+limits, the workspace mounted at /workspace, its secrets as environment
+(never argv, never logged), cfn labels and no restart policy; the container
+is removed after the supervisor has read its exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from dataclasses import dataclass
+
+import docker
+from docker.errors import DockerException, ImageNotFound, NotFound
+from requests.exceptions import ConnectionError as RequestsConnectionError
+from requests.exceptions import ReadTimeout
+
+from cfn.agents.runtimes import RunRequest
+from cfn.errors import BackendUnavailable, InvalidInput
+
+STOP_GRACE_S = 5
+
+
+def client() -> docker.DockerClient:
+    """A client for DOCKER_HOST (or the default socket), with a clear error if none answers."""
+    try:
+        engine = docker.from_env()
+        engine.ping()
+        return engine
+    except (DockerException, RequestsConnectionError) as exc:
+        raise BackendUnavailable(
+            f"no container engine answers ({exc}); start Docker, or podman with "
+            "`podman system service --time=0 unix:///run/podman/podman.sock` and "
+            "DOCKER_HOST=unix:///run/podman/podman.sock") from None
+
+
+@dataclass
+class ContainerRun:
+    container: object  # docker.models.containers.Container
+    log_thread: threading.Thread
+
+    @property
+    def handle(self) -> str:
+        return self.container.id
+
+    def wait(self, seconds: float) -> int | None:
+        try:
+            result = self.container.wait(timeout=max(seconds, 0.001))
+        except (ReadTimeout, RequestsConnectionError):
+            return None
+        self.log_thread.join(timeout=5)  # the log stream ends with the container
+        return int(result.get("StatusCode", -1))
+
+    def kill(self) -> None:
+        with contextlib.suppress(NotFound):
+            self.container.stop(timeout=STOP_GRACE_S)
+
+    def cleanup(self) -> None:
+        with contextlib.suppress(NotFound):
+            self.container.remove(force=True)
+
+
+def _copy_logs(container, log_path) -> None:
+    with open(log_path, "ab") as log:
+        for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=True):
+            log.write(chunk)
+            log.flush()
+
+
+def start(request: RunRequest) -> ContainerRun:
+    engine = client()
+    volumes = {str(request.workspace): {"bind": "/workspace", "mode": "rw"}}
+    volumes.update({host: {"bind": inside, "mode": "rw"}
+                    for host, inside in request.mounts.items()})
+    try:
+        container = engine.containers.run(
+            request.image, request.argv, name=request.name, detach=True,
+            environment=request.env, working_dir="/workspace", volumes=volumes,
+            mem_limit=request.memory, nano_cpus=int(request.cpus * 1e9) if request.cpus else None,
+            network=request.network, labels=request.labels, restart_policy={"Name": "no"},
+            stdin_open=False,
+        )
+    except ImageNotFound:
+        raise InvalidInput(f"image {request.image} not found; build it (docker/Dockerfile.agent)"
+                           " or pass --image") from None
+    request.log_path.parent.mkdir(parents=True, exist_ok=True)
+    thread = threading.Thread(target=_copy_logs, args=(container, request.log_path), daemon=True)
+    thread.start()
+    return ContainerRun(container, thread)
