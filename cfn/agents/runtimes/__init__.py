@@ -37,6 +37,15 @@ class Run(Protocol):
     def cleanup(self) -> None: ...
 
 
+def _require(module: str, extra: str) -> None:
+    import importlib.util
+
+    from cfn.errors import InvalidInput
+
+    if importlib.util.find_spec(module) is None:
+        raise InvalidInput(f"the {extra} runtime needs `pip install 'cfn[{extra}]'`")
+
+
 def start(runtime: str, request: RunRequest) -> Run:
     """Start the agent on `runtime`."""
     if runtime == "process":
@@ -44,10 +53,12 @@ def start(runtime: str, request: RunRequest) -> Run:
 
         return start_process(request)
     if runtime == "container":
+        _require("docker", "container")
         from cfn.agents.runtimes.container import start as start_container
 
         return start_container(request)
     if runtime == "kubernetes":
+        _require("kubernetes", "kubernetes")
         from cfn.agents.runtimes.kubernetes import start as start_job
 
         return start_job(request)
