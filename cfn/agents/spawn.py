@@ -127,7 +127,6 @@ def spawn(config: Config, r: redis.Redis, db, request: SpawnRequest, redis_url: 
     table = routing.providers()
     route = _route(r, request, profile, table) if profile.kind == "claude" else routing.Route(())
     provider = route.chain[0] if route.chain else None
-    timeout = float(request.timeout or profile.timeout)
     secret = tokens.signing_secret(config.token_secret, config.home)
     acl_user = create_redis_user(r, request.task_id, request.agent_id) \
         if config.agent_acl != "off" else None
@@ -141,13 +140,25 @@ def spawn(config: Config, r: redis.Redis, db, request: SpawnRequest, redis_url: 
         if provider else None, log_path="", iteration=request.iteration)
     log_path = log_dir / f"{request.agent_id}-{run_id}.log"
     db.execute("UPDATE agents SET log_path = ? WHERE id = ?", [str(log_path), run_id])
+    spec = build_spec(config, request, profile, workspace, route, redis_url, run_id=run_id,
+                      log_path=log_path, acl_user=acl_user, secret=secret,
+                      spawned_at=_server_time(r))
+    pid = _launch_supervisor(spec, workspace, log_dir / f"{request.agent_id}-{run_id}.supervisor")
+    return Spawned(run_id, request.task_id, request.agent_id, profile.id, request.runtime,
+                   provider, route.chain, pid, str(log_path), route.reasons)
 
+
+def build_spec(config: Config, request: SpawnRequest, profile: profiles.Profile,
+               workspace: Path, route: routing.Route, redis_url: str, *, run_id: int,
+               log_path: Path, acl_user, secret: str, spawned_at: float) -> dict:
+    """Everything a supervisor needs to run the agent (secrets included: it travels on a pipe)."""
+    timeout = float(request.timeout or profile.timeout)
     agent_redis_url, mounts = _agent_redis_url(redis_url, request.runtime)
-    context = _context(request, workspace, profile, timeout)
     agent_env = {
         "CFN_TASK_ID": request.task_id, "CFN_AGENT_ID": request.agent_id,
         "CFN_RUN_ID": str(run_id), "CFN_MODE": request.mode,
-        "CFN_CONTEXT": json.dumps(context), "REDIS_URL": agent_redis_url,
+        "CFN_CONTEXT": json.dumps(_context(request, workspace, profile, timeout)),
+        "REDIS_URL": agent_redis_url,
         "CFN_TOKEN": tokens.issue(secret, agent_id=request.agent_id, task_id=request.task_id,
                                   ttl=timeout + 600, role=profile.role),
         "CFN_KEY_TTL": str(config.key_ttl),
@@ -158,7 +169,7 @@ def spawn(config: Config, r: redis.Redis, db, request: SpawnRequest, redis_url: 
         agent_env["CFN_TEMPERATURE"] = str(profile.temperature)  # for agents that can use it
     if request.runtime != "process":
         agent_env["CFN_HOME"] = "/tmp/cfn"  # the host's state dir is not the agent's
-    spec = {
+    return {
         "run_id": run_id, "task_id": request.task_id, "agent_id": request.agent_id,
         "profile": profile.to_data(), "profile_source": profile.source,
         "runtime": request.runtime, "workspace": str(workspace), "log_path": str(log_path),
@@ -171,11 +182,27 @@ def spawn(config: Config, r: redis.Redis, db, request: SpawnRequest, redis_url: 
                   "password": config.redis_password},
         "agent_env": agent_env, "acl_user": acl_user.username if acl_user else None,
         "key_ttl": config.key_ttl, "max_payload": config.max_payload,
-        "spawned_at": _server_time(r),  # compared with report times, also server clock
+        "spawned_at": spawned_at,
     }
-    pid = _launch_supervisor(spec, workspace, log_dir / f"{request.agent_id}-{run_id}.supervisor")
-    return Spawned(run_id, request.task_id, request.agent_id, profile.id, request.runtime,
-                   provider, route.chain, pid, str(log_path), route.reasons)
+
+
+def kubernetes_dry_run(config: Config, request: SpawnRequest) -> list[dict]:
+    """The Secret and Job a kubernetes spawn would create, secrets redacted; starts nothing."""
+    from cfn.agents.credentials import RedisUser
+    from cfn.agents.runtimes.kubernetes import manifests
+    from cfn.agents.supervisor import Supervisor
+
+    profile, workspace = _check(request, config)
+    route = routing.select(
+        profile_provider=profile.provider, explicit=request.provider,
+        complexity=request.complexity, cost_sensitive=request.cost_sensitive,
+        profile_fallback=profile.fallback) if profile.kind == "claude" else routing.Route(())
+    spec = build_spec(config, request, profile, workspace, route,
+                      str(config.redis_url or "redis://redis:6379"), run_id=0,
+                      log_path=Path("/dev/null"), acl_user=RedisUser("<created-at-spawn>", "x"),
+                      secret="x" * tokens.MIN_SECRET_BYTES, spawned_at=0.0)
+    run_request = Supervisor(spec).request(route.chain[0] if route.chain else None, 0)
+    return manifests(run_request, redact=True)
 
 
 def _server_time(r: redis.Redis) -> float:

@@ -64,18 +64,21 @@ class Supervisor:
             task_id=self.spec["task_id"], agent_id=self.spec["agent_id"],
         )
 
-    def attempt(self, provider: str | None, run_id: int) -> outcomes.Outcome:
+    def request(self, provider: str | None, run_id: int) -> runtimes.RunRequest:
+        """What the runtime is asked to run for this attempt."""
         spec = self.spec
-        request = runtimes.RunRequest(
+        return runtimes.RunRequest(
             name=f"cfn-{spec['task_id']}-{spec['agent_id']}-{run_id}".lower(),
             argv=self.argv(provider), env=self.agent_env(provider),
             workspace=Path(spec["workspace"]), log_path=Path(spec["log_path"]),
             memory=spec["memory"], cpus=spec["cpus"], image=spec["image"],
-            network=spec["network"], mounts=spec["mounts"],
+            network=spec["network"], mounts=spec["mounts"], deadline_s=spec["timeout"],
             labels={"cfn.task": spec["task_id"], "cfn.agent": spec["agent_id"],
                     "cfn.run": str(run_id)},
         )
-        run = runtimes.start(spec["runtime"], request)
+
+    def attempt(self, provider: str | None, run_id: int) -> outcomes.Outcome:
+        run = runtimes.start(self.spec["runtime"], self.request(provider, run_id))
         started = time.monotonic()
         self.heartbeat(run_id, run.handle)
         records().mark_running(self.db(), run_id, run.handle)

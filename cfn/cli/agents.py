@@ -55,11 +55,14 @@ class _TrailingCommand(click.Command):
 @click.option("--phase", callback=checked_id("phase"),
               help="Completion phase, e.g. loop3 (coord:{T}:loop3:complete).")
 @click.option("--wait", "wait_", is_flag=True, help="Wait for the agent and print its record.")
+@click.option("--dry-run", is_flag=True,
+              help="Kubernetes: print the Secret and Job manifests (secrets redacted), "
+                   "start nothing.")
 @json_option
 @click.pass_context
 def spawn_agent(ctx, agent_id, task_id, mode, provider, profile, runtime, prompt,
                 workspace, timeout, memory, cpus, image, network, complexity, cost_sensitive,
-                phase, wait_, as_json) -> None:
+                phase, wait_, dry_run, as_json) -> None:
     """Start AGENT_ID on TASK_ID under a supervisor.
 
     \b
@@ -79,6 +82,18 @@ def spawn_agent(ctx, agent_id, task_id, mode, provider, profile, runtime, prompt
         workspace=workspace, timeout=timeout, prompt=prompt, command=tuple(command),
         complexity=complexity, cost_sensitive=cost_sensitive, phase=phase,
     )
+    if dry_run:
+        from cfn.agents.runtimes.kubernetes import to_yaml
+        from cfn.agents.spawn import kubernetes_dry_run
+
+        if runtime != "kubernetes":
+            raise click.UsageError("--dry-run goes with --runtime kubernetes")
+        documents = kubernetes_dry_run(config, request)
+        if as_json:
+            print_json(documents)
+        else:
+            click.echo(to_yaml(documents), nl=False)
+        return
     from cfn.backend import primary_url
 
     url = primary_url(config)

@@ -27,6 +27,7 @@ class RunRequest:
     network: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
     mounts: dict[str, str] = field(default_factory=dict)  # host path -> container path
+    deadline_s: float | None = None  # the platform's own limit (kubernetes activeDeadline)
 
 
 class Run(Protocol):

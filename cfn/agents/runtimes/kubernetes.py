@@ -1,0 +1,168 @@
+"""The kubernetes runtime: one Job per agent, through the official kubernetes client.
+
+The agent's secrets go into a Secret the Job reads with envFrom, never into
+the Job itself. Jobs have backoffLimit 0 (a failed agent is reported, not
+retried behind our back), restartPolicy Never, an activeDeadlineSeconds and a
+TTL after finishing. The workspace is a hostPath volume (single-node clusters
+such as kind); `cfn spawn-agent --runtime kubernetes --dry-run` prints the
+manifests with secret values redacted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from dataclasses import dataclass
+
+from cfn.agents.runtimes import RunRequest
+
+NAMESPACE_ENV = "CFN_K8S_NAMESPACE"
+TTL_AFTER_FINISHED_S = 600
+# variables whose values are secrets: they travel in the Secret
+SECRET_VARS = ("ANTHROPIC_AUTH_TOKEN", "REDIS_PASSWORD", "CFN_TOKEN")
+
+
+def _split_env(env: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    secret = {k: v for k, v in env.items() if k in SECRET_VARS or k.endswith("_API_KEY")}
+    return {k: v for k, v in env.items() if k not in secret}, secret
+
+
+def manifests(request: RunRequest, namespace: str = "default",
+              redact: bool = False) -> list[dict]:
+    """The Secret and the Job that run `request`, as plain dicts."""
+    plain, secret = _split_env(request.env)
+    if redact:
+        secret = {k: "<redacted>" for k in secret}
+    name = dns_name(request.name)
+    labels = {k.replace("cfn.", "cfn.dev/"): v[:63] for k, v in request.labels.items()}
+    limits = {k: v for k, v in (("memory", _quantity(request.memory)),
+                                ("cpu", str(request.cpus) if request.cpus else None)) if v}
+    container = {
+        "name": "agent", "image": request.image, "command": request.argv,
+        "workingDir": "/workspace",
+        "env": [{"name": k, "value": v} for k, v in sorted(plain.items())],
+        "envFrom": [{"secretRef": {"name": name}}],
+        "resources": {"limits": limits, "requests": limits},
+        "volumeMounts": [{"name": "workspace", "mountPath": "/workspace"}],
+    }
+    job = {
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": name, "namespace": namespace, "labels": dict(labels)},
+        "spec": {
+            "backoffLimit": 0,
+            "ttlSecondsAfterFinished": TTL_AFTER_FINISHED_S,
+            **({"activeDeadlineSeconds": int(request.deadline_s)} if request.deadline_s else {}),
+            "template": {
+                "metadata": {"labels": dict(labels)},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [container],
+                    "volumes": [{"name": "workspace", "hostPath": {
+                        "path": str(request.workspace), "type": "Directory"}}],
+                },
+            },
+        },
+    }
+    secret_doc = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                  "metadata": {"name": name, "namespace": namespace, "labels": dict(labels)},
+                  "stringData": secret}
+    return [secret_doc, job]
+
+
+def dns_name(name: str) -> str:
+    """A valid Kubernetes object name (DNS-1123 label) from a cfn run name."""
+    return re.sub(r"[^a-z0-9-]+", "-", name.lower())[:63].strip("-")
+
+
+def _quantity(memory: str | None) -> str | None:
+    """Docker-style sizes (1g, 512m) as Kubernetes quantities (1Gi, 512Mi)."""
+    if not memory:
+        return None
+    units = {"k": "Ki", "m": "Mi", "g": "Gi", "t": "Ti"}
+    suffix = memory[-1].lower()
+    return memory[:-1] + units[suffix] if suffix in units else memory
+
+
+def to_yaml(documents: list[dict]) -> str:
+    import yaml
+
+    return yaml.safe_dump_all(documents, sort_keys=False)
+
+
+@dataclass
+class KubernetesRun:
+    name: str
+    namespace: str
+    log_path: str
+
+    @property
+    def handle(self) -> str:
+        return f"job/{self.namespace}/{self.name}"
+
+    def wait(self, seconds: float) -> int | None:
+        import time
+
+        from kubernetes import client
+
+        batch, core = client.BatchV1Api(), client.CoreV1Api()
+        deadline = time.monotonic() + seconds
+        while True:
+            status = batch.read_namespaced_job_status(self.name, self.namespace).status
+            if status.succeeded or status.failed:
+                self._copy_logs(core)
+                return 0 if status.succeeded else self._exit_code(core)
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+
+    def _pods(self, core):
+        return core.list_namespaced_pod(self.namespace, label_selector=f"job-name={self.name}")
+
+    def _exit_code(self, core) -> int:
+        for pod in self._pods(core).items:
+            for state in pod.status.container_statuses or ():
+                if state.state.terminated:
+                    return state.state.terminated.exit_code
+        return 1
+
+    def _copy_logs(self, core) -> None:
+        for pod in self._pods(core).items:
+            with contextlib.suppress(Exception), open(self.log_path, "a") as log:
+                log.write(core.read_namespaced_pod_log(pod.metadata.name, self.namespace))
+
+    def kill(self) -> None:
+        from kubernetes import client
+
+        with contextlib.suppress(client.ApiException):
+            client.BatchV1Api().delete_namespaced_job(
+                self.name, self.namespace, propagation_policy="Foreground")
+
+    def cleanup(self) -> None:
+        from kubernetes import client
+
+        self.kill()
+        with contextlib.suppress(client.ApiException):
+            client.CoreV1Api().delete_namespaced_secret(self.name, self.namespace)
+
+
+def start(request: RunRequest) -> KubernetesRun:
+    """Create the Secret and the Job in the cluster of the current kubeconfig context."""
+    from kubernetes import client, config
+    from kubernetes.config.config_exception import ConfigException
+
+    from cfn.errors import BackendUnavailable
+
+    try:
+        config.load_kube_config()
+    except (ConfigException, OSError):
+        try:
+            config.load_incluster_config()
+        except ConfigException as exc:
+            raise BackendUnavailable(f"no Kubernetes cluster configured ({exc}); set "
+                                     "KUBECONFIG or run inside a cluster") from None
+    namespace = os.environ.get(NAMESPACE_ENV, "default")
+    secret, job = manifests(request, namespace)
+    client.CoreV1Api().create_namespaced_secret(namespace, secret)
+    client.BatchV1Api().create_namespaced_job(namespace, job)
+    return KubernetesRun(job["metadata"]["name"], namespace, str(request.log_path))

@@ -1,0 +1,79 @@
+"""The kubernetes runtime's manifests: validated, secret-free, and run for real with podman."""
+
+import json
+import subprocess
+
+import pytest
+import yaml
+from containers import build_test_image, podman_available
+from kubernetes.client import ApiClient
+
+KEY = "sk-ant-must-not-appear-0123456789"
+
+
+@pytest.fixture
+def manifest(cfn):
+    got = cfn("spawn-agent", "coder_1", "T.5", "--profile", "coder", "--runtime", "kubernetes",
+              "--dry-run",
+              "--prompt", "Add login", "--memory", "2g", "--cpus", "1.5",
+              extra_env={"ANTHROPIC_API_KEY": KEY})
+    assert got.returncode == 0, got.stderr
+    assert KEY not in got.stdout
+    return got.stdout
+
+
+def test_dry_run_prints_a_valid_job_and_its_secret(manifest, project):
+    secret, job = yaml.safe_load_all(manifest)
+    model = ApiClient()._ApiClient__deserialize(job, "V1Job")  # the client's own validation
+    assert model.spec.backoff_limit == 0 and model.spec.ttl_seconds_after_finished > 0
+    assert model.spec.active_deadline_seconds == 900
+    pod = model.spec.template.spec
+    assert pod.restart_policy == "Never"
+    container = pod.containers[0]
+    assert container.resources.limits == {"memory": "2Gi", "cpu": "1.5"}
+    assert container.env_from[0].secret_ref.name == secret["metadata"]["name"] == \
+        job["metadata"]["name"] == "cfn-t-5-coder-1-0"
+    env = {e.name: e.value for e in container.env}
+    assert env["ANTHROPIC_BASE_URL"] == "https://api.anthropic.com"
+    assert "ANTHROPIC_AUTH_TOKEN" not in env and "REDIS_PASSWORD" not in env
+    assert set(secret["stringData"]) == {"ANTHROPIC_AUTH_TOKEN", "REDIS_PASSWORD", "CFN_TOKEN"}
+    assert set(secret["stringData"].values()) == {"<redacted>"}
+    assert container.command[-1] == "Add login"
+    assert not (project / ".cfn" / "agents").exists()  # a dry run starts nothing
+
+
+def test_dry_run_needs_the_kubernetes_runtime(cfn):
+    got = cfn("spawn-agent", "coder-1", "T1", "--dry-run", "--prompt", "x",
+              extra_env={"ANTHROPIC_API_KEY": KEY})
+    assert got.returncode == 2
+
+
+@pytest.mark.skipif(not podman_available(), reason="needs podman and busybox-static")
+def test_the_pod_spec_runs_with_podman_kube_play(manifest, tmp_path):
+    _, job = yaml.safe_load_all(manifest)
+    image = build_test_image()
+    spec = job["spec"]["template"]["spec"]
+    container = spec["containers"][0]
+    container.update(image=image, command=["/bin/sh", "-c", "echo ran-as-$CFN_AGENT_ID > "
+                                           "/workspace/proof.txt"])
+    container.pop("envFrom")  # podman kube play runs the pod; secrets are the cluster's job
+    spec["volumes"][0]["hostPath"]["path"] = str(tmp_path)
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": "cfn-kube-play-test", "labels": job["metadata"]["labels"]},
+           "spec": spec}
+    (tmp_path / "pod.yaml").write_text(yaml.safe_dump(pod))
+    try:
+        played = subprocess.run(["podman", "kube", "play", str(tmp_path / "pod.yaml")],
+                                capture_output=True, text=True, timeout=120)
+        assert played.returncode == 0, played.stderr
+        subprocess.run(["podman", "wait", "cfn-kube-play-test-agent"], capture_output=True,
+                       timeout=120)
+        assert (tmp_path / "proof.txt").read_text() == "ran-as-coder_1\n"
+        inspect = json.loads(subprocess.run(
+            ["podman", "inspect", "cfn-kube-play-test-agent"], capture_output=True,
+            text=True).stdout)
+        assert inspect[0]["State"]["ExitCode"] == 0
+        assert inspect[0]["HostConfig"]["Memory"] == 2 * 1024 ** 3
+    finally:
+        subprocess.run(["podman", "pod", "rm", "-f", "cfn-kube-play-test"],
+                       capture_output=True, timeout=120)
