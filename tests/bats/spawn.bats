@@ -1,0 +1,53 @@
+#!/usr/bin/env bats
+# skills/cfn-agent-spawning/spawn-agent.sh against a real redis-server and real supervisors.
+
+SKILL="$BATS_TEST_DIRNAME/../../skills/cfn-agent-spawning/spawn-agent.sh"
+
+setup_file() {
+  export REDIS_DIR="$BATS_FILE_TMPDIR/redis"
+  mkdir -p "$REDIS_DIR"
+  redis-server --port 0 --unixsocket "$REDIS_DIR/redis.sock" --save "" --appendonly no \
+    --daemonize yes --pidfile "$REDIS_DIR/redis.pid" --dir "$REDIS_DIR"
+  for _ in $(seq 100); do redis-cli -s "$REDIS_DIR/redis.sock" ping >/dev/null 2>&1 && break; sleep 0.05; done
+  export REDIS_URL="unix://$REDIS_DIR/redis.sock"
+  export CFN_HOME="$BATS_FILE_TMPDIR/cfn-home"
+  export WORK="$BATS_FILE_TMPDIR/work"
+  mkdir -p "$WORK"
+}
+
+teardown_file() {
+  kill "$(cat "$REDIS_DIR/redis.pid")"
+}
+
+@test "spawn-agent.sh runs a scripted agent and the task sees its completion" {
+  cd "$WORK"
+  run "$SKILL" tests-1 T1 --profile script --json -- sh -c 'echo "{\"confidence\": 0.9}"'
+  [ "$status" -eq 0 ]
+  echo "$output" | jq -e '.agent_id == "tests-1" and .run_id > 0'
+  run cfn agents wait --task-id T1 --timeout 60 --json
+  [ "$status" -eq 0 ]
+  echo "$output" | jq -e '.records["tests-1"].status == "success" and .records["tests-1"].confidence == 0.9'
+}
+
+@test "spawn-agent.sh reports a failing agent with exit 1 from wait" {
+  cd "$WORK"
+  "$SKILL" fail-1 T2 --profile script -- sh -c 'exit 7' >/dev/null
+  run cfn agents wait fail-1 --task-id T2 --timeout 60 --json
+  [ "$status" -eq 1 ]
+  echo "$output" | jq -e '.records["fail-1"].exit_code == 7'
+}
+
+@test "spawn-agent.sh takes the seed's AGENT_MEMORY_LIMIT without breaking the command" {
+  cd "$WORK"
+  AGENT_MEMORY_LIMIT=256m run "$SKILL" mem-1 T3 --profile script --json -- echo hello
+  [ "$status" -eq 0 ]
+  run cfn agents wait mem-1 --task-id T3 --timeout 60
+  [ "$status" -eq 0 ]
+  run cfn agents logs mem-1 --task-id T3
+  [ "$output" = "hello" ]
+}
+
+@test "spawn-agent.sh without a task ID exits 2" {
+  run "$SKILL" only-agent
+  [ "$status" -eq 2 ]
+}
