@@ -23,8 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from containers import build_test_image, podman_available, start_api  # noqa: E402
 from conftest import start_redis  # noqa: E402
+from containers import build_test_image, podman_available, start_api  # noqa: E402
 
 SEED_TARGET_S = 10.0
 LIFETIME_S = 20
