@@ -32,6 +32,7 @@ COMMANDS = {
     "spawn-agent": ("cfn.cli.agents", "spawn_agent"),
     "agents": ("cfn.cli.agents", "agents"),
     "route": ("cfn.cli.agents", "route"),
+    "session": ("cfn.cli.session", "session"),
 }
 
 
