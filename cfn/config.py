@@ -138,15 +138,20 @@ def find_root(start: Path) -> Path:
     return start
 
 
-def _read_file(path: Path) -> dict[str, object]:
+def read_toml(path: Path, what: str) -> dict:
+    """A TOML document; InvalidInput naming `what` and the file if it cannot be read."""
     try:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10
         import tomli as tomllib
     try:
-        data = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise InvalidInput(f"cannot read {path}: {exc}; fix or remove the file") from None
+        raise InvalidInput(f"{what} {path}: {exc}; fix or remove the file") from None
+
+
+def _read_file(path: Path) -> dict[str, object]:
+    data = read_toml(path, "cannot read")
     unknown = sorted(set(data) - set(_BY_NAME) - {"home"})
     if unknown:
         raise InvalidInput(

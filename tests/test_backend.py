@@ -1,6 +1,7 @@
 import socket
 
 import pytest
+
 from conftest import start_redis
 
 

@@ -5,9 +5,9 @@ import shutil
 import time
 
 import pytest
-from standin import Standin
 
 from cfn import keys
+from standin import Standin
 
 pytestmark = [
     pytest.mark.skipif(shutil.which("claude") is None,

@@ -4,6 +4,7 @@ import json
 import time
 
 import pytest
+
 from containers import build_test_image, podman_available, start_api
 
 pytestmark = [

@@ -5,10 +5,10 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO
 
 from cfn.db import connect, migrate, open_db
 from cfn.db.migrate import MigrationError
+from conftest import REPO
 
 
 def documented_schema() -> dict[str, list[str]]:

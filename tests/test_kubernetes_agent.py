@@ -5,8 +5,9 @@ import subprocess
 
 import pytest
 import yaml
-from containers import build_test_image, podman_available
 from kubernetes.client import ApiClient
+
+from containers import build_test_image, podman_available
 
 KEY = "sk-ant-must-not-appear-0123456789"
 

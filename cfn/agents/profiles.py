@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 
+from cfn.config import read_toml
 from cfn.errors import InvalidInput
 from cfn.ids import validate_id
 
@@ -110,15 +111,7 @@ def parse(data: dict, source: str) -> Profile:
 
 
 def _read(path: Path) -> Profile:
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib
-    try:
-        data = tomllib.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise InvalidInput(f"agent profile {path}: {exc}") from None
-    profile = parse(data, str(path))
+    profile = parse(read_toml(path, "agent profile"), str(path))
     if profile.id != path.stem:
         raise InvalidInput(f"agent profile {path}: id {profile.id!r} must match the file name")
     return profile
