@@ -84,7 +84,7 @@ class Waited:
 
 
 def wait(r: redis.Redis, db, task_id: str, run_ids: dict[str, int], *, timeout: float,
-         phase: str | None = None) -> Waited:
+         phase: str | None = None, on_record=None) -> Waited:
     """Block until each agent in `run_ids` (agent -> run ID) completed that run, or timeout.
 
     Blocks on the completion stream a second at a time and checks heartbeats in
@@ -102,6 +102,8 @@ def wait(r: redis.Redis, db, task_id: str, run_ids: dict[str, int], *, timeout: 
                 agent = fields.get("agent")
                 # a provider fallback continues the same agent in a later run
                 if agent in run_ids and (record.get("run_id") or 0) >= run_ids[agent]:
+                    if on_record and agent not in done:
+                        on_record(agent, record)
                     done[agent] = record
         pending = [a for a in run_ids if a not in done]
         if not pending:

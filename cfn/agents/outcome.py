@@ -21,6 +21,8 @@ class Outcome:
     confidence: float | None = None
     deliverables: list | None = None
     feedback: str | None = None
+    decision: str | None = None  # a product owner's PROCEED / ITERATE / ABORT, as it gave it
+    reason: str | None = None
     input_tokens: int | None = None
     output_tokens: int | None = None
     cost_usd: float | None = None
@@ -64,10 +66,14 @@ def _confidence(value) -> float | None:
     return None  # absent or nonsense: missing, never a default
 
 
+def _text(value) -> str | None:
+    return value if isinstance(value, str) else None
+
+
 def _agent_report(document: dict) -> dict:
     """The {"confidence", "deliverables", "feedback"} object an agent ended with, if any."""
     for candidate in (document, *_json_objects_from_end(str(document.get("result", "")))):
-        if any(k in candidate for k in ("confidence", "deliverables", "feedback")):
+        if any(k in candidate for k in ("confidence", "deliverables", "feedback", "decision")):
             return candidate
     return {}
 
@@ -93,7 +99,9 @@ def parse(output: str, exit_code: int | None) -> Outcome:
         exit_code=exit_code,
         confidence=_confidence(report.get("confidence")),
         deliverables=deliverables if isinstance(deliverables, list) else None,
-        feedback=report.get("feedback") if isinstance(report.get("feedback"), str) else None,
+        feedback=_text(report.get("feedback")),
+        decision=_text(report.get("decision")),
+        reason=_text(report.get("reason")),
         input_tokens=usage.get("input_tokens") if claude else None,
         output_tokens=usage.get("output_tokens") if claude else None,
         cost_usd=document.get("total_cost_usd") if claude else None,

@@ -73,7 +73,7 @@ def _check(request: SpawnRequest, config: Config) -> tuple[profiles.Profile, Pat
         validate.positive_seconds(request.timeout, "timeout")
     if request.cpus is not None:
         validate.positive_seconds(request.cpus, "cpus")
-    if profile.kind == "scripted" and not request.command:
+    if profile.kind == "scripted" and not (request.command or profile.command):
         raise InvalidInput(f"profile {profile.id} runs a command: give it after `--`, "
                            "e.g. cfn spawn-agent tests-1 T --profile script -- pytest -q")
     if profile.kind == "claude" and not request.prompt:
@@ -137,7 +137,7 @@ def spawn(config: Config, r: redis.Redis, db, request: SpawnRequest, redis_url: 
         db, task_id=request.task_id, agent_id=request.agent_id, agent_type=profile.id,
         runtime=request.runtime, provider=provider,
         model=routing.model_for(provider, profile.provider, profile.model, table)
-        if provider else None, log_path="", iteration=request.iteration)
+        if provider else None, log_path="", iteration=request.iteration, phase=request.phase)
     log_path = log_dir / f"{request.agent_id}-{run_id}.log"
     db.execute("UPDATE agents SET log_path = ? WHERE id = ?", [str(log_path), run_id])
     spec = build_spec(config, request, profile, workspace, route, redis_url, run_id=run_id,
@@ -165,6 +165,10 @@ def build_spec(config: Config, request: SpawnRequest, profile: profiles.Profile,
     }
     if acl_user:
         agent_env.update(REDIS_USERNAME=acl_user.username, REDIS_PASSWORD=acl_user.password)
+    if request.iteration is not None:
+        agent_env["CFN_ITERATION"] = str(request.iteration)
+    if profile.kind == "scripted" and request.prompt:
+        agent_env["CFN_PROMPT"] = request.prompt  # scripted agents read their task here
     if profile.temperature is not None:
         agent_env["CFN_TEMPERATURE"] = str(profile.temperature)  # for agents that can use it
     if request.runtime != "process":

@@ -74,15 +74,17 @@ def history(db: Database, task_id: str) -> dict | None:
 
 def start_agent_run(db: Database, *, task_id: str, agent_id: str, agent_type: str,
                     runtime: str, provider: str | None, model: str | None,
-                    log_path: str, iteration: int | None = None) -> int:
+                    log_path: str, iteration: int | None = None,
+                    phase: str | None = None) -> int:
     """Record a run that is starting; returns its run ID."""
     with immediate(db):
         ensure_task(db, task_id)
         cursor = db.execute(
-            "INSERT INTO agents (task_id, agent_id, agent_type, iteration, runtime, provider,"
-            " model, status, log_path, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'starting', ?,"
-            " strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
-            [task_id, agent_id, agent_type, iteration, runtime, provider, model, log_path],
+            "INSERT INTO agents (task_id, agent_id, agent_type, iteration, phase, runtime,"
+            " provider, model, status, log_path, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?,"
+            " 'starting', ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+            [task_id, agent_id, agent_type, iteration, phase, runtime, provider, model,
+             log_path],
         )
         return cursor.lastrowid
 
@@ -111,9 +113,9 @@ def retry_agent_run(db: Database, run_id: int, *, provider: str, model: str) -> 
     """A new run of the same agent on another provider; returns its run ID."""
     with immediate(db):
         cursor = db.execute(
-            "INSERT INTO agents (task_id, agent_id, agent_type, iteration, runtime, provider,"
-            " model, status, log_path, started_at) SELECT task_id, agent_id, agent_type,"
-            " iteration, runtime, ?, ?, 'starting', log_path,"
+            "INSERT INTO agents (task_id, agent_id, agent_type, iteration, phase, runtime,"
+            " provider, model, status, log_path, started_at) SELECT task_id, agent_id,"
+            " agent_type, iteration, phase, runtime, ?, ?, 'starting', log_path,"
             " strftime('%Y-%m-%dT%H:%M:%fZ', 'now') FROM agents WHERE id = ?",
             [provider, model, run_id],
         )
