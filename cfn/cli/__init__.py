@@ -33,6 +33,7 @@ COMMANDS = {
     "agents": ("cfn.cli.agents", "agents"),
     "route": ("cfn.cli.agents", "route"),
     "session": ("cfn.cli.session", "session"),
+    "loop": ("cfn.cli.loop", "loop"),
 }
 
 

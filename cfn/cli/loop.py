@@ -1,0 +1,157 @@
+"""`cfn loop`: run, resume, and read the CFN Loop."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from cfn.cli._common import (
+    checked_id,
+    config_of,
+    json_option,
+    print_json,
+    project_db,
+    redis_session,
+)
+from cfn.errors import NegativeOutcome
+
+
+def _names(_ctx, _param, value: str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    return tuple(name.strip() for name in value.split(",") if name.strip())
+
+
+@click.group()
+def loop() -> None:
+    """The CFN Loop: implementers, gate, validators' consensus, product-owner decision."""
+
+
+@loop.command()
+@click.option("--task-id", required=True, callback=checked_id("task ID"))
+@click.option("--epic", required=True, help="What to build.")
+@click.option("--mode", type=click.Choice(["mvp", "standard", "enterprise"]), default="standard",
+              show_default=True, help="Thresholds: mvp 0.70/0.80/5, standard 0.95/0.90/10, "
+                                      "enterprise 0.98/0.95/15 (gate/consensus/iterations).")
+@click.option("--loop3-agents", callback=_names, help="Implementer profiles, comma separated "
+                                                      "(default: coder).")
+@click.option("--loop2-agents", callback=_names, help="Validator profiles (default: "
+                                                      "code-reviewer,tester,security-specialist).")
+@click.option("--product-owner", callback=checked_id("profile"), help="Default: product-owner.")
+@click.option("--max-iterations", type=click.IntRange(min=1))
+@click.option("--gate-threshold", type=click.FloatRange(0, 1))
+@click.option("--consensus-threshold", type=click.FloatRange(0, 1))
+@click.option("--runtime", type=click.Choice(["process", "container", "kubernetes"]),
+              default="process", show_default=True)
+@click.option("--workspace", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--test-command", help="Shell command whose pass rate is the gate score.")
+@click.option("--budget-usd", type=click.FloatRange(min=0, min_open=True),
+              help="Stop (exit 1) once agents reported this much cost.")
+@json_option
+@click.pass_context
+def run(ctx, task_id, epic, mode, loop3_agents, loop2_agents, product_owner, max_iterations,
+        gate_threshold, consensus_threshold, runtime, workspace, test_command, budget_usd,
+        as_json) -> None:
+    """Run the loop until PROCEED (exit 0), ABORT, the iteration limit or the budget (exit 1).
+
+    Progress goes to stderr; --json prints the final report on stdout.
+    """
+    from cfn.loop.spec import LoopSpec
+
+    defaults = LoopSpec(task_id=task_id, epic=epic)
+    spec = LoopSpec(
+        task_id=task_id, epic=epic, mode=mode,
+        loop3_agents=loop3_agents or defaults.loop3_agents,
+        loop2_agents=loop2_agents or defaults.loop2_agents,
+        product_owner=product_owner or defaults.product_owner, max_iterations=max_iterations,
+        gate_threshold=gate_threshold, consensus_threshold=consensus_threshold,
+        runtime=runtime, workspace=str(workspace.resolve()) if workspace else None,
+        test_command=test_command, budget_usd=budget_usd)
+    _run(ctx, spec, as_json)
+
+
+@loop.command()
+@click.argument("task_id", callback=checked_id("task ID"))
+@json_option
+@click.pass_context
+def resume(ctx, task_id, as_json) -> None:
+    """Continue TASK's loop after its orchestrator died; finished agents are not run again."""
+    from cfn.loop.engine import load_spec
+
+    _run(ctx, load_spec(project_db(ctx), task_id), as_json)
+
+
+def _run(ctx, spec, as_json: bool) -> None:
+    from cfn.backend import primary_url
+    from cfn.loop.engine import Loop
+
+    config = config_of(ctx)
+    url = primary_url(config)
+    with redis_session(ctx, block_seconds=1.0) as r:
+        report = Loop(config, r, project_db(ctx), spec, url).run()
+    if as_json:
+        print_json(report.to_dict())
+    ctx.exit(report.exit_code)
+
+
+@loop.command()
+@click.argument("task_id", callback=checked_id("task ID"))
+@json_option
+@click.pass_context
+def status(ctx, task_id, as_json) -> None:
+    """Where TASK's loop stands: its status, last decision and running agents."""
+    db = project_db(ctx)
+    task = next(db.query("SELECT id, status, mode, epic, updated_at FROM tasks WHERE id = ?",
+                         [task_id]), None)
+    if task is None:
+        raise NegativeOutcome(f"no loop for task {task_id}")
+    last = next(db.query("SELECT iteration, decision, reason FROM loop_iterations WHERE"
+                         " task_id = ? ORDER BY iteration DESC LIMIT 1", [task_id]), None)
+    running = [row["agent_id"] for row in db.query(
+        "SELECT agent_id FROM agents WHERE task_id = ? AND status IN ('starting', 'running')",
+        [task_id])]
+    doc = {**task, "last_iteration": last, "running_agents": running}
+    if as_json:
+        print_json(doc)
+        return
+    click.echo(f"{task_id}: {task['status']} ({task['mode']}), "
+               + (f"iteration {last['iteration']}: {last['decision']}" if last else
+                  "no iteration decided yet")
+               + (f"; running: {', '.join(running)}" if running else ""))
+
+
+@loop.command()
+@click.argument("task_id", callback=checked_id("task ID"))
+@json_option
+@click.pass_context
+def report(ctx, task_id, as_json) -> None:
+    """Per iteration and per agent: what ran, the scores, and why each decision was made."""
+    from cfn.db.records import history
+
+    found = history(project_db(ctx), task_id)
+    if found is None:
+        raise NegativeOutcome(f"no loop for task {task_id}")
+    if as_json:
+        print_json(found)
+        return
+    task = found["task"]
+    click.echo(f"Task {task_id} — {task['status']} ({task['mode']})\nEpic: {task['epic']}")
+    for it in found["iterations"]:
+        click.echo(f"\nIteration {it['iteration']}")
+        for agent in (a for a in found["agents"] if a["iteration"] == it["iteration"]):
+            confidence = "-" if agent["confidence"] is None else f"{agent['confidence']:.2f}"
+            click.echo(f"  {agent['phase'] or '-':<12} {agent['agent_id']:<28} "
+                       f"{agent['status']:<15} confidence {confidence}")
+        click.echo(f"  gate       {_score(it['gate_score'])} "
+                   f"{'passed' if it['gate_passed'] else 'failed'}")
+        click.echo(f"  consensus  {_score(it['consensus_score'])} "
+                   f"{'reached' if it['consensus_passed'] else 'not reached'}")
+        click.echo(f"  decision   {it['decision']}: {it['reason']}")
+        for line in json.loads(it["feedback"] or "[]"):
+            click.echo(f"    feedback: {line}")
+
+
+def _score(value) -> str:
+    return "-   " if value is None else f"{value:.2f}"

@@ -1,0 +1,268 @@
+"""Running the CFN Loop, one iteration after another, resumable at any point.
+
+Each iteration: Loop 3 implementers in parallel; the gate; Loop 2 validators
+(only after a passed gate); Loop 4, the product owner's decision. Every step
+is recorded in SQLite and published in Redis (the seed's keys and an event
+stream). Run and resume are the same code: a phase reuses the runs already
+recorded for its iteration and spawns only what is missing, so agents that
+finished are never run again.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from cfn import keys
+from cfn.agents import lifecycle, profiles
+from cfn.agents.spawn import SpawnRequest, spawn
+from cfn.config import Config
+from cfn.coordination import decisions
+from cfn.db import immediate, records
+from cfn.errors import InvalidInput
+from cfn.loop import scoring
+from cfn.loop.spec import LoopSpec
+
+WAIT_MARGIN_S = 120
+REPORT_FORMAT = ('End your answer with one line of JSON: {"confidence": 0.0-1.0, '
+                 '"deliverables": ["files you changed"], "feedback": "what is missing"}.')
+
+
+@dataclass
+class Iteration:
+    number: int
+    gate_score: float | None = None
+    gate_passed: bool = False
+    consensus_score: float | None = None
+    consensus_passed: bool = False
+    decision: str = "ITERATE"
+    reason: str = ""
+    feedback: list[str] = field(default_factory=list)
+    deliverables: list = field(default_factory=list)
+
+
+@dataclass
+class LoopReport:
+    task_id: str
+    status: str  # proceeded | aborted | exhausted | over-budget
+    exit_code: int
+    reason: str
+    cost_usd: float
+    iterations: list[Iteration]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Loop:
+    def __init__(self, config: Config, r, db, spec: LoopSpec, redis_url: str,
+                 say: Callable[[str], None] | None = None):
+        self.config, self.r, self.db, self.spec, self.redis_url = config, r, db, spec, redis_url
+        self.say = say or (lambda line: print(line, file=sys.stderr, flush=True))
+        self.profiles = {name: profiles.get(name, config.root) for name in
+                         {*spec.loop3_agents, *spec.loop2_agents, spec.product_owner}}
+        for name, profile in self.profiles.items():
+            if profile.kind == "scripted" and not profile.command:
+                raise InvalidInput(f"profile {name} is scripted but has no command; a loop "
+                                   "can only run profiles that say what to run")
+
+    # --- the loop --------------------------------------------------------------
+
+    def run(self) -> LoopReport:
+        self._save_task("running")
+        done = self._decided_iterations()
+        feedback = done[-1].feedback if done else []
+        self.event("loop_start", len(done) + 1, {"mode": self.spec.mode,
+                                                 "gate": self.spec.gate,
+                                                 "consensus": self.spec.consensus})
+        for number in range(len(done) + 1, self.spec.iterations + 1):
+            if self._over_budget():
+                return self._end("over-budget", 1, f"budget of {self.spec.budget_usd} USD spent",
+                                 done)
+            iteration = self.iteration(number, feedback)
+            self._record(iteration)
+            done.append(iteration)
+            if iteration.decision == "PROCEED":
+                return self._end("proceeded", 0, iteration.reason, done)
+            if iteration.decision == "ABORT":
+                return self._end("aborted", 1, iteration.reason, done)
+            feedback = iteration.feedback
+        if self._over_budget():
+            return self._end("over-budget", 1, f"budget of {self.spec.budget_usd} USD spent", done)
+        return self._end("exhausted", 1, f"no PROCEED in {self.spec.iterations} iterations", done)
+
+    def iteration(self, number: int, feedback: list[str]) -> Iteration:
+        spec, it = self.spec, Iteration(number)
+        self.say(f"[{spec.task_id} #{number}] loop 3: {', '.join(spec.loop3_agents)}")
+        built = self.phase(number, "loop3", "l3", spec.loop3_agents,
+                           self._implementer_prompt(feedback))
+        it.deliverables = sorted({str(d) for rec in built.values()
+                                  for d in rec.get("deliverables") or ()})
+        verdict = scoring.gate(built, spec.gate, *self._test_rate(number))
+        it.gate_score, it.gate_passed = verdict.score, verdict.passed
+        self.say(f"[{spec.task_id} #{number}] gate: {verdict.why} -> "
+                 f"{'passed' if verdict.passed else 'failed'}")
+        self.event("gate", number, asdict(verdict))
+        if verdict.passed:
+            self.r.rpush(keys.loop2_start(spec.task_id), number)
+            checked = self.phase(number, "loop2", "l2", spec.loop2_agents,
+                                 self._validator_prompt(it.deliverables))
+            agreement = scoring.consensus(checked, spec.consensus)
+            it.consensus_score, it.consensus_passed = agreement.score, agreement.passed
+            it.feedback = [f"{a}: {rec['feedback']}" for a, rec in checked.items()
+                           if rec.get("feedback")]
+            self.say(f"[{spec.task_id} #{number}] consensus: {agreement.why} -> "
+                     f"{'reached' if agreement.passed else 'not reached'}")
+            self.event("consensus", number, asdict(agreement))
+        else:
+            it.feedback = [f"gate failed: {verdict.why}"] + [
+                f"{a}: {rec.get('error') or rec.get('feedback')}" for a, rec in built.items()
+                if rec.get("status") != "success" or rec.get("feedback")]
+        it.decision, it.reason = self.decide(number, it)
+        self.say(f"[{spec.task_id} #{number}] decision: {it.decision} ({it.reason})")
+        return it
+
+    def decide(self, number: int, it: Iteration) -> tuple[str, str]:
+        facts = {"gate_passed": it.gate_passed, "gate_score": it.gate_score,
+                 "consensus_passed": it.consensus_passed, "consensus_score": it.consensus_score,
+                 "deliverables": it.deliverables, "feedback": it.feedback}
+        prompt = (f"Epic: {self.spec.epic}\nIteration {number} of at most "
+                  f"{self.spec.iterations}.\nFacts: {json.dumps(facts)}\nDecide PROCEED, "
+                  'ITERATE or ABORT. End with one line of JSON: {"decision": "...", '
+                  '"reason": "..."}.')
+        records_ = self.phase(number, "loop4", "po", (self.spec.product_owner,), prompt)
+        return scoring.guard_decision(next(iter(records_.values()), None),
+                                      gate_passed=it.gate_passed,
+                                      consensus_passed=it.consensus_passed,
+                                      deliverables=it.deliverables)
+
+    # --- agents ------------------------------------------------------------------
+
+    def phase(self, number: int, phase: str, prefix: str, profile_names, prompt: str,
+              command: tuple[str, ...] = ()) -> dict[str, dict]:
+        """Each agent's completion record, spawning only the runs this iteration lacks."""
+        run_ids = {}
+        for index, name in enumerate(profile_names, 1):
+            agent_id = f"{prefix}-{name}-{index}" if prefix != "po" else f"po-{name}"
+            run_ids[agent_id] = self._run_for(number, phase, agent_id, name, prompt, command)
+        timeout = max(self.profiles.get(n, profiles.get("script")).timeout
+                      for n in profile_names) + WAIT_MARGIN_S
+
+        def report(agent: str, record: dict) -> None:
+            confidence = record.get("confidence")
+            self.say(f"[{self.spec.task_id} #{number}]   {agent}: {record.get('status')}"
+                     f"{'' if confidence is None else f' (confidence {confidence:.2f})'}")
+            self.event("agent_done", number, {"agent": agent, "phase": phase,
+                                              "status": record.get("status"),
+                                              "confidence": confidence})
+
+        waited = lifecycle.wait(self.r, self.db, self.spec.task_id, run_ids, timeout=timeout,
+                                phase=phase, on_record=report)
+        return {agent: waited.records.get(agent, {"status": "timeout",
+                                                  "error": "no completion record in time"})
+                for agent in run_ids}
+
+    def _run_for(self, number, phase, agent_id, profile, prompt, command) -> int:
+        row = next(self.db.query(
+            "SELECT * FROM agents WHERE task_id = ? AND agent_id = ? AND iteration = ?"
+            " ORDER BY id DESC LIMIT 1", [self.spec.task_id, agent_id, number]), None)
+        if row is not None and row["status"] != "lost":
+            return row["id"]  # finished or still running: never run it again
+        request = SpawnRequest(
+            agent_id=agent_id, task_id=self.spec.task_id, profile=profile,
+            runtime=self.spec.runtime, prompt=prompt, command=command, phase=phase,
+            iteration=number,
+            workspace=Path(self.spec.workspace) if self.spec.workspace else None)
+        return spawn(self.config, self.r, self.db, request, self.redis_url).run_id
+
+    def _test_rate(self, number: int) -> tuple[float | None, bool]:
+        if not self.spec.test_command:
+            return None, False
+        records_ = self.phase(number, "loop3-tests", "tests", ("script",), "run the tests",
+                              ("/bin/sh", "-c", self.spec.test_command))
+        record = next(iter(records_.values()))
+        output = Path(record["log_path"]).read_text(errors="replace") \
+            if record.get("log_path") and Path(record["log_path"]).exists() else ""
+        return scoring.pass_rate(output, record.get("exit_code")), True
+
+    # --- prompts -------------------------------------------------------------------
+
+    def _implementer_prompt(self, feedback: list[str]) -> str:
+        lines = [f"Epic: {self.spec.epic}",
+                 f"Success criteria: the work passes review with consensus >= "
+                 f"{self.spec.consensus:.2f} and your confidence >= {self.spec.gate:.2f}."]
+        if feedback:
+            lines += ["Feedback from the previous iteration:", *[f"- {f}" for f in feedback]]
+        return "\n".join([*lines, REPORT_FORMAT])
+
+    def _validator_prompt(self, deliverables: list) -> str:
+        return (f"Epic: {self.spec.epic}\nDeliverables to validate: "
+                f"{', '.join(map(str, deliverables)) or 'none reported'}\n"
+                f"Judge them; your confidence is how sure you are they meet the epic.\n"
+                f"{REPORT_FORMAT}")
+
+    # --- records ---------------------------------------------------------------------
+
+    def event(self, kind: str, number: int, data: dict) -> None:
+        key = keys.events(self.spec.task_id)
+        self.r.xadd(key, {"type": kind, "iteration": number, "data": json.dumps(data)},
+                    maxlen=10_000, approximate=True)
+        self.r.expire(key, self.config.key_ttl)
+
+    def _save_task(self, status: str) -> None:
+        with immediate(self.db):
+            records.ensure_task(self.db, self.spec.task_id)
+            self.db.execute(
+                "UPDATE tasks SET epic = ?, mode = ?, spec = ?, status = ?,"
+                " updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?",
+                [self.spec.epic, self.spec.mode, self.spec.to_json(), status, self.spec.task_id])
+
+    def _decided_iterations(self) -> list[Iteration]:
+        rows = self.db.query("SELECT * FROM loop_iterations WHERE task_id = ? AND decision IS"
+                             " NOT NULL ORDER BY iteration", [self.spec.task_id])
+        return [Iteration(row["iteration"], row["gate_score"], bool(row["gate_passed"]),
+                          row["consensus_score"], bool(row["consensus_passed"]),
+                          row["decision"], row["reason"] or "",
+                          json.loads(row["feedback"] or "[]")) for row in rows]
+
+    def _record(self, it: Iteration) -> None:
+        with immediate(self.db):
+            self.db.execute(
+                "INSERT OR REPLACE INTO loop_iterations (task_id, iteration, gate_score,"
+                " gate_passed, consensus_score, consensus_passed, decision, feedback, reason,"
+                " finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?,"
+                " strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+                [self.spec.task_id, it.number, it.gate_score, int(it.gate_passed),
+                 it.consensus_score, int(it.consensus_passed), it.decision,
+                 json.dumps(it.feedback), it.reason])
+        made = decisions.publish(self.r, decisions.Decision(
+            self.spec.task_id, it.decision, it.number, f"po-{self.spec.product_owner}",
+            None, it.reason), ttl=self.config.key_ttl)
+        records.record_decision(self.db, made)
+        self.event("decision", it.number, {"decision": it.decision, "reason": it.reason})
+
+    def _cost(self) -> float:
+        row = next(self.db.query("SELECT coalesce(sum(cost_usd), 0) AS spent FROM cost_ledger"
+                                 " WHERE task_id = ?", [self.spec.task_id]))
+        return float(row["spent"])
+
+    def _over_budget(self) -> bool:
+        return self.spec.budget_usd is not None and self._cost() >= self.spec.budget_usd
+
+    def _end(self, status: str, code: int, reason: str, done: list[Iteration]) -> LoopReport:
+        self._save_task(status)
+        report = LoopReport(self.spec.task_id, status, code, reason, self._cost(), done)
+        self.event("loop_end", len(done), {"status": status, "reason": reason})
+        self.say(f"[{self.spec.task_id}] {status}: {reason}")
+        return report
+
+
+def load_spec(db, task_id: str) -> LoopSpec:
+    """The options a loop was started with (for resume)."""
+    row = next(db.query("SELECT spec FROM tasks WHERE id = ?", [task_id]), None)
+    if row is None or not row["spec"]:
+        raise InvalidInput(f"task {task_id} has no loop to resume; start one with cfn loop run")
+    return LoopSpec.from_json(row["spec"])
