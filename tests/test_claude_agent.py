@@ -97,3 +97,21 @@ def test_claude_without_a_working_provider_fails_and_is_never_success(cfn, provi
     record = json.loads(got.stdout)["records"]["coder-1"]
     assert record["status"] == "failure" and "429" in record["error"]
     assert record["confidence"] is None
+
+
+def test_a_loop_of_real_claude_agents_reaches_a_decision(cfn, claude_env, providers, project):
+    """Implementer, validators and product owner are all the real claude CLI."""
+    _, working = providers
+    working.reply = ('Done.\n{"confidence": 0.96, "deliverables": ["hello.txt"], '
+                     '"feedback": "fine", "decision": "PROCEED", "reason": "meets the epic"}')
+    env = {**claude_env, "CFN_PROVIDER_ANTHROPIC_BASE_URL": working.url}
+    got = cfn("loop", "run", "--task-id", "T1", "--epic", "Write hello.txt", "--mode", "mvp",
+              "--loop3-agents", "coder", "--loop2-agents", "code-reviewer,tester",
+              "--json", extra_env=env, timeout=300)
+    assert got.returncode == 0, got.stderr
+    report = json.loads(got.stdout)
+    assert report["status"] == "proceeded" and report["iterations"][0]["gate_score"] == 0.96
+    assert report["cost_usd"] > 0
+    prompts = [json.dumps(q["body"]) for q in working.requests]
+    assert any("Write hello.txt" in p and "Deliverables to validate: hello.txt" in p
+               for p in prompts)  # validators were told what the implementer delivered

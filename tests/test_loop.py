@@ -162,7 +162,7 @@ def test_bad_loop_input_exits_2(cfn, agents, args, r):
     agents(impl=GOOD, rev=APPROVE, qa=APPROVE, po=PROCEED)
     base = {"--task-id": "T1", "--epic": "x", "--loop2-agents": "rev", "--product-owner": "po",
             "--loop3-agents": "impl"}
-    base.update(dict(zip(args[::2], args[1::2])))
+    base.update(dict(zip(args[::2], args[1::2], strict=True)))
     got = cfn("loop", "run", *[x for kv in base.items() for x in kv])
     assert got.returncode == 2, got.stderr
     assert r.keys("coord:*") == []
