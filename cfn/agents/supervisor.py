@@ -123,10 +123,11 @@ class Supervisor:
         return self._redis
 
     def db(self):
+        """The project database (the spawner migrated it), without sqlite-utils' imports."""
         if self._db is None:
-            from cfn.db import open_db
+            from cfn.db import connect_raw, db_path
 
-            self._db = open_db(Path(self.spec["home"]))
+            self._db = connect_raw(db_path(Path(self.spec["home"])))
         return self._db
 
     def heartbeat_key(self) -> str:

@@ -7,16 +7,23 @@ Every statement is parameterised; recording the same result twice is a no-op
 from __future__ import annotations
 
 import json
-
-from sqlite_utils import Database
+from typing import TYPE_CHECKING
 
 from cfn.coordination.decisions import Decision
 from cfn.coordination.results import Collection
 from cfn.db import immediate
 from cfn.ids import validate_id
 
+if TYPE_CHECKING:
+    import sqlite3
 
-def ensure_task(db: Database, task_id: str) -> None:
+    from sqlite_utils import Database
+
+# The agent-run records use only execute(), so a supervisor can pass a plain
+# sqlite3 connection (cfn.db.connect_raw) and skip importing sqlite-utils.
+
+
+def ensure_task(db: Database | sqlite3.Connection, task_id: str) -> None:
     db.execute("INSERT OR IGNORE INTO tasks (id) VALUES (?)", [validate_id(task_id, "task ID")])
 
 
@@ -72,8 +79,8 @@ def history(db: Database, task_id: str) -> dict | None:
     }
 
 
-def start_agent_run(db: Database, *, task_id: str, agent_id: str, agent_type: str,
-                    runtime: str, provider: str | None, model: str | None,
+def start_agent_run(db: Database | sqlite3.Connection, *, task_id: str, agent_id: str,
+                    agent_type: str, runtime: str, provider: str | None, model: str | None,
                     log_path: str, iteration: int | None = None,
                     phase: str | None = None) -> int:
     """Record a run that is starting; returns its run ID."""
@@ -89,8 +96,8 @@ def start_agent_run(db: Database, *, task_id: str, agent_id: str, agent_type: st
         return cursor.lastrowid
 
 
-def finish_agent_run(db: Database, run_id: int, *, status: str, exit_code: int | None,
-                     confidence: float | None, handle: str | None,
+def finish_agent_run(db: Database | sqlite3.Connection, run_id: int, *, status: str,
+                     exit_code: int | None, confidence: float | None, handle: str | None,
                      input_tokens: int | None = None, output_tokens: int | None = None,
                      cost_usd: float | None = None) -> None:
     """Record how a run ended, and its cost when the agent reported one."""
@@ -109,7 +116,8 @@ def finish_agent_run(db: Database, run_id: int, *, status: str, exit_code: int |
             )
 
 
-def retry_agent_run(db: Database, run_id: int, *, provider: str, model: str) -> int:
+def retry_agent_run(db: Database | sqlite3.Connection, run_id: int, *, provider: str,
+                    model: str) -> int:
     """A new run of the same agent on another provider; returns its run ID."""
     with immediate(db):
         cursor = db.execute(
@@ -122,5 +130,5 @@ def retry_agent_run(db: Database, run_id: int, *, provider: str, model: str) -> 
         return cursor.lastrowid
 
 
-def mark_running(db: Database, run_id: int, handle: str) -> None:
+def mark_running(db: Database | sqlite3.Connection, run_id: int, handle: str) -> None:
     db.execute("UPDATE agents SET status = 'running', handle = ? WHERE id = ?", [handle, run_id])
