@@ -34,6 +34,7 @@ COMMANDS = {
     "route": ("cfn.cli.agents", "route"),
     "session": ("cfn.cli.session", "session"),
     "loop": ("cfn.cli.loop", "loop"),
+    "demo": ("cfn.cli.demo", "demo"),
 }
 
 

@@ -1,0 +1,66 @@
+"""`cfn demo`: a whole CFN Loop with no API key, on a sample project."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import click
+
+from cfn.cli._common import json_option, print_json
+
+CLAUDE_HINT = """\
+The agents above were scripted stand-ins for LLM agents: the implementer
+edits greet.py and runs the tests, the validators run the tests and a linter,
+the product owner decides from the gate and the consensus. To run the same
+loop with Claude Code (npm install -g @anthropic-ai/claude-code):
+
+  export ANTHROPIC_API_KEY=...        # never pass keys as arguments
+  cd {directory}
+  cfn loop run --task-id greet-claude --mode mvp --epic "{epic}" \\
+      --loop3-agents coder --loop2-agents code-reviewer,tester --product-owner product-owner
+"""
+
+
+@click.command()
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
+              help="Where to create the sample project (default: a new temporary directory).")
+@click.option("--keep-redis", is_flag=True, help="Leave the demo's embedded redis-server running.")
+@json_option
+@click.pass_context
+def demo(ctx, directory: Path | None, keep_redis: bool, as_json: bool) -> None:
+    """Run a whole CFN Loop on a sample project with no API key.
+
+    The first iteration fails the gate; the second reaches PROCEED. Progress
+    streams on stderr; the project, its database and logs stay for you to read.
+    """
+    from cfn import embedded
+    from cfn.backend import primary_url, session
+    from cfn.config import resolve
+    from cfn.db import open_db
+    from cfn.demo.project import EPIC, create
+    from cfn.loop.engine import Loop
+    from cfn.loop.spec import LoopSpec
+
+    directory = (directory or Path(tempfile.mkdtemp(prefix="cfn-demo-"))).resolve()
+    create(directory)
+    click.echo(f"cfn demo: a CFN Loop on the sample project in {directory}, run by scripted "
+               "stand-ins for LLM agents (no API key needed)", err=True)
+    config = resolve(flags=ctx.find_root().obj["flags"], cwd=directory)
+    spec = LoopSpec(task_id="greet", epic=EPIC, mode="mvp",
+                    loop3_agents=("demo-implementer",),
+                    loop2_agents=("demo-tester", "demo-linter"),
+                    product_owner="demo-product-owner", max_iterations=3,
+                    workspace=str(directory))
+    try:
+        url = primary_url(config)
+        with session(config, block_seconds=1.0) as r:
+            report = Loop(config, r, open_db(config.home), spec, url).run()
+    finally:
+        if not keep_redis and not config.redis_url:
+            embedded.stop(config.home)
+    if as_json:
+        print_json({**report.to_dict(), "directory": str(directory)})
+    click.echo("\n" + CLAUDE_HINT.format(directory=directory, epic=EPIC), err=True)
+    click.echo(f"Read it again: cd {directory} && cfn loop report greet", err=True)
+    ctx.exit(report.exit_code)

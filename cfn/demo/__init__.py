@@ -1,0 +1,1 @@
+"""`cfn demo`: a whole CFN Loop on a sample project, with scripted stand-ins for LLM agents."""
