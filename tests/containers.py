@@ -17,7 +17,8 @@ from pathlib import Path
 from conftest import redis_tool
 
 TEST_IMAGE = "localhost/cfn-test-agent:latest"
-BUSYBOX_APPLETS = ("sh", "echo", "cat", "sleep", "env", "ls", "true", "false", "printf", "test")
+BUSYBOX_APPLETS = ("sh", "echo", "cat", "sleep", "env", "ls", "true", "false", "printf", "test",
+                   "mkdir", "httpd", "wget")
 
 
 def podman_available() -> bool:

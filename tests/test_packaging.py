@@ -7,7 +7,7 @@ except ModuleNotFoundError:  # Python 3.10
 
 from conftest import REPO
 
-DATA_PACKAGES = {"cfn._migrations", "cfn._migrations.rollback", "cfn._agents"}
+DATA_PACKAGES = {"cfn._migrations", "cfn._migrations.rollback", "cfn._agents", "cfn._worktree"}
 
 
 def test_every_package_is_listed():

@@ -35,6 +35,7 @@ COMMANDS = {
     "session": ("cfn.cli.session", "session"),
     "loop": ("cfn.cli.loop", "loop"),
     "demo": ("cfn.cli.demo", "demo"),
+    "worktree": ("cfn.cli.worktree", "worktree"),
 }
 
 

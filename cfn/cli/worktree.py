@@ -1,0 +1,108 @@
+"""`cfn worktree`: a git worktree per branch, with its own ports, env file and compose stack."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from cfn.cli._common import json_option, print_json
+
+
+def _context(ctx):
+    """The registry lives in the main worktree's state directory, shared by all worktrees."""
+    from cfn.config import resolve
+    from cfn.db import open_db
+    from cfn.worktrees import git
+
+    root = git.main_root(Path.cwd())
+    config = resolve(flags=ctx.find_root().obj["flags"], cwd=root)
+    return root, open_db(config.home)
+
+
+@click.group()
+def worktree() -> None:
+    """Worktrees with collision-free ports and an isolated compose stack each."""
+
+
+@worktree.command()
+@click.argument("branch")
+@click.option("--base", help="Start a new branch from this ref (default: HEAD).")
+@click.option("--path", type=click.Path(file_okay=False, path_type=Path),
+              help="Where the worktree goes (default: ../REPO-SLUG).")
+@click.option("--no-start", is_flag=True, help="Lease ports and write files; start nothing.")
+@json_option
+@click.pass_context
+def up(ctx, branch, base, path, no_start, as_json) -> None:
+    """Create BRANCH's worktree, lease its ports, write its env file and compose override,
+    and start its stack (idempotent: a second up keeps everything)."""
+    from cfn.worktrees import manage
+
+    root, db = _context(ctx)
+    made = manage.up(db, root, branch, base=base, path=path, start=not no_start)
+    if as_json:
+        print_json(made.to_dict())
+    else:
+        click.echo(made.path)
+        click.echo(f"cfn: {made.project}: " + ", ".join(f"{s} {p}" for s, p in
+                                                       made.ports.items()), err=True)
+
+
+@worktree.command()
+@click.argument("branch")
+@click.option("--volumes", is_flag=True, help="Also delete the stack's volumes.")
+@click.option("--remove", is_flag=True, help="Also remove the worktree (git worktree remove).")
+@click.pass_context
+def down(ctx, branch, volumes, remove) -> None:
+    """Stop BRANCH's stack and release its ports."""
+    from cfn.worktrees import manage
+
+    root, db = _context(ctx)
+    manage.down(db, root, branch, volumes=volumes, remove=remove)
+
+
+@worktree.command(name="ls")
+@json_option
+@click.pass_context
+def ls(ctx, as_json) -> None:
+    """List worktrees: branch, path, ports, stack state."""
+    from cfn.worktrees import manage
+
+    found = manage.list_all(_context(ctx)[1])
+    if as_json:
+        print_json([w.to_dict() for w in found])
+        return
+    for w in found:
+        ports = ",".join(f"{s}={p}" for s, p in w.ports.items()) or "-"
+        click.echo(f"{w.branch}\t{w.stack}\t{w.path}\t{ports}")
+
+
+@worktree.command()
+@click.argument("branch")
+@json_option
+@click.pass_context
+def ports(ctx, branch, as_json) -> None:
+    """Print BRANCH's leased ports, one service per line."""
+    from cfn.worktrees import manage
+
+    leased = manage.get(_context(ctx)[1], branch).ports
+    if as_json:
+        print_json(leased)
+        return
+    for service, port in leased.items():
+        click.echo(f"{service}\t{port}")
+
+
+@worktree.command()
+@click.argument("branch")
+@json_option
+@click.pass_context
+def env(ctx, branch, as_json) -> None:
+    """Print BRANCH's environment as exports: eval "$(cfn worktree env BRANCH)"."""
+    from cfn.worktrees import compose, manage
+
+    values = manage.environment(_context(ctx)[1], branch)
+    if as_json:
+        print_json(values)
+    else:
+        click.echo(compose.exports(values), nl=False)

@@ -1,0 +1,1 @@
+"""Worktrees: a git worktree per branch with its own collision-free ports and compose stack."""

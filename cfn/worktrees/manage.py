@@ -1,0 +1,133 @@
+"""`cfn worktree up/down/ls/ports/env`: worktrees, their leases, files and stacks."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from cfn.db import immediate
+from cfn.errors import NegativeOutcome
+from cfn.worktrees import compose, git, ports
+
+ENV_FILE = ".cfn/worktree.env"
+OVERRIDE_FILE = ".cfn/compose.override.yml"
+
+
+@dataclass(frozen=True)
+class Worktree:
+    branch: str
+    slug: str
+    path: str
+    base: str | None
+    stack: str
+    ports: dict[str, int]
+
+    @property
+    def project(self) -> str:
+        return f"cfn-{self.slug}"
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "project": self.project}
+
+
+def _row(db, branch: str) -> dict | None:
+    return next(db.query("SELECT * FROM worktrees WHERE branch = ?", [branch]), None)
+
+
+def get(db, branch: str) -> Worktree:
+    row = _row(db, branch)
+    if row is None:
+        raise NegativeOutcome(f"no worktree for branch {branch}; create it with "
+                              f"`cfn worktree up {branch}`")
+    return Worktree(row["branch"], row["slug"], row["path"], row["base"], row["stack"],
+                    ports.leases(db, branch))
+
+
+def list_all(db) -> list[Worktree]:
+    return [get(db, row["branch"]) for row in db.query("SELECT branch FROM worktrees"
+                                                       " ORDER BY created_at, branch")]
+
+
+def _register(db, root: Path, branch: str, path: Path | None, base: str | None) -> dict:
+    """The branch's registry row, created with a unique slug and a default path if new."""
+    with immediate(db):
+        row = _row(db, branch)
+        if row is not None:
+            return row
+        name = git.slug(branch)
+        if next(db.query("SELECT 1 FROM worktrees WHERE slug = ?", [name]), None):
+            name = f"{name[:33]}-{hashlib.sha256(branch.encode()).hexdigest()[:6]}"
+        path = (path or root.parent / f"{root.name}-{name}").resolve()
+        db.execute("INSERT INTO worktrees (branch, slug, path, base) VALUES (?, ?, ?, ?)",
+                   [branch, name, str(path), base])
+        return _row(db, branch)
+
+
+def up(db, root: Path, branch: str, *, base: str | None = None, path: Path | None = None,
+       start: bool = True) -> Worktree:
+    """Create (or reuse) the worktree, lease its ports, write its files, start its stack."""
+    git.check_branch(branch)
+    row = _register(db, root, branch, path, base)
+    if path is not None and Path(row["path"]) != path.resolve():
+        raise NegativeOutcome(f"branch {branch} already has its worktree at {row['path']}")
+    where = Path(row["path"])
+    try:
+        git.add(root, where, branch, base)
+    except Exception:
+        if not where.exists():
+            db.execute("DELETE FROM worktrees WHERE branch = ?", [branch])
+        raise
+    compose_file = compose.find_file(where)
+    services, volumes = compose.published(compose_file)
+    leased = ports.lease(db, branch, [*ports.FIXED_SERVICES, *compose.lease_names(services)])
+    worktree = Worktree(branch, row["slug"], str(where), row["base"], row["stack"], leased)
+    _write_files(worktree, services, volumes)
+    if start and compose_file is not None:
+        compose.run([*compose.tool(), *_compose_args(worktree, compose_file), "up", "-d"], where)
+        db.execute("UPDATE worktrees SET stack = 'up' WHERE branch = ?", [branch])
+    return get(db, branch)
+
+
+def _write_files(worktree: Worktree, services, volumes) -> None:
+    where = Path(worktree.path)
+    (where / ".cfn").mkdir(exist_ok=True)
+    env = compose.env_vars(worktree.branch, worktree.project, worktree.ports)
+    (where / ENV_FILE).write_text(compose.env_file_text(env))
+    (where / OVERRIDE_FILE).write_text(compose.render_override(
+        worktree.branch, worktree.project, services, worktree.ports, volumes))
+
+
+def _compose_args(worktree: Worktree, compose_file: Path) -> list[str]:
+    where = Path(worktree.path)
+    return ["-p", worktree.project, "-f", str(compose_file), "-f", str(where / OVERRIDE_FILE),
+            "--env-file", str(where / ENV_FILE)]
+
+
+def down(db, root: Path, branch: str, *, volumes: bool = False, remove: bool = False) -> None:
+    """Stop the stack (and its volumes), release the ports, and remove the worktree if asked."""
+    worktree = get(db, branch)
+    where = Path(worktree.path)
+    compose_file = compose.find_file(where) if where.exists() else None
+    if compose_file is not None and worktree.stack == "up":
+        compose.run([*compose.tool(), *_compose_args(worktree, compose_file), "down",
+                     *(["-v"] if volumes else [])], where)
+    with immediate(db):
+        ports.release(db, branch)
+        db.execute("UPDATE worktrees SET stack = 'down' WHERE branch = ?", [branch])
+    if remove:
+        if where.exists():
+            for name in (ENV_FILE, OVERRIDE_FILE):  # ours: git would refuse untracked files
+                (where / name).unlink(missing_ok=True)
+            if (where / ".cfn").is_dir() and not any((where / ".cfn").iterdir()):
+                (where / ".cfn").rmdir()
+            git.remove(root, where)
+        db.execute("DELETE FROM worktrees WHERE branch = ?", [branch])
+
+
+def environment(db, branch: str) -> dict[str, str]:
+    worktree = get(db, branch)
+    if not worktree.ports:
+        raise NegativeOutcome(f"worktree {branch} holds no ports (it is down); "
+                              f"`cfn worktree up {branch}` leases them again")
+    return compose.env_vars(branch, worktree.project, worktree.ports)

@@ -1,0 +1,2 @@
+DROP TABLE port_leases;
+DROP TABLE worktrees;

@@ -1,0 +1,1 @@
+"""Templates for per-worktree compose overrides, shipped as cfn._worktree."""
