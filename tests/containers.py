@@ -6,6 +6,7 @@ libraries it links, imported into podman from a tarball: no registry needed.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 import shutil
@@ -42,8 +43,23 @@ def _libraries(binary: str) -> list[str]:
     return re.findall(r"(/\S+\.so[.\d]*)", out)
 
 
+def _inputs_digest(cli: str) -> str:
+    """What the image is made of: rebuilt only when this changes."""
+    parts = [*BUSYBOX_APPLETS, *(f"{f}:{Path(f).stat().st_mtime_ns}" for f in
+                                  ("/bin/busybox", cli, __file__))]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
 def build_test_image() -> str:
-    """Import the test agent image into podman (once; it is cheap to redo)."""
+    """Import the test agent image into podman, unless the same one is there already."""
+    cli = redis_tool("redis-cli")
+    digest = _inputs_digest(cli)
+    present = subprocess.run(["podman", "image", "inspect", "--format",
+                              '{{.Id}} {{index .Config.Labels "cfn.inputs"}}', TEST_IMAGE],
+                             capture_output=True, text=True)
+    old_id, _, old_digest = present.stdout.strip().partition(" ")
+    if present.returncode == 0 and old_digest == digest:
+        return TEST_IMAGE
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         def add(source: str, target: str) -> None:
@@ -54,7 +70,6 @@ def build_test_image() -> str:
             link = tarfile.TarInfo(f"bin/{applet}")
             link.type, link.linkname = tarfile.SYMTYPE, "busybox"
             tar.addfile(link)
-        cli = redis_tool("redis-cli")
         add(cli, "/bin/redis-cli")
         for library in _libraries(cli):
             add(str(Path(library).resolve()), library)
@@ -62,6 +77,8 @@ def build_test_image() -> str:
             info = tarfile.TarInfo(directory)
             info.type, info.mode = tarfile.DIRTYPE, 0o1777
             tar.addfile(info)
-    subprocess.run(["podman", "import", "-", TEST_IMAGE], input=buffer.getvalue(), check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(["podman", "import", "--change", f"LABEL cfn.inputs={digest}", "-",
+                    TEST_IMAGE], input=buffer.getvalue(), check=True, capture_output=True)
+    if old_id:  # the image this one replaced (kept if a container still uses it)
+        subprocess.run(["podman", "rmi", old_id], capture_output=True)
     return TEST_IMAGE

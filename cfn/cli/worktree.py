@@ -20,6 +20,10 @@ def _context(ctx):
     return root, open_db(config.home)
 
 
+def _say(message: str) -> None:
+    click.echo(f"cfn: {message}", err=True)
+
+
 @click.group()
 def worktree() -> None:
     """Worktrees with collision-free ports and an isolated compose stack each."""
@@ -39,7 +43,7 @@ def up(ctx, branch, base, path, no_start, as_json) -> None:
     from cfn.worktrees import manage
 
     root, db = _context(ctx)
-    made = manage.up(db, root, branch, base=base, path=path, start=not no_start)
+    made = manage.up(db, root, branch, base=base, path=path, start=not no_start, say=_say)
     if as_json:
         print_json(made.to_dict())
     else:
@@ -58,7 +62,7 @@ def down(ctx, branch, volumes, remove) -> None:
     from cfn.worktrees import manage
 
     root, db = _context(ctx)
-    manage.down(db, root, branch, volumes=volumes, remove=remove)
+    manage.down(db, root, branch, volumes=volumes, remove=remove, say=_say)
 
 
 @worktree.command(name="ls")

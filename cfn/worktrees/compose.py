@@ -3,84 +3,107 @@ and running the stack with whichever compose tool is installed."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shlex
 import shutil
 import subprocess
 from importlib.resources import files
 from pathlib import Path
+from typing import NamedTuple
 
 from cfn.errors import InvalidInput, NegativeOutcome
 
 COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
 
 
-class _Loader:
-    """A YAML loader that keeps compose's !override / !reset tags as plain values."""
-
-    @staticmethod
-    def load(text: str):
-        import yaml
-
-        class Loader(yaml.SafeLoader):
-            pass
-
-        for tag in ("!override", "!reset"):
-            Loader.add_constructor(tag, lambda loader, node: loader.construct_sequence(node)
-                                   if isinstance(node, yaml.SequenceNode) else
-                                   loader.construct_mapping(node)
-                                   if isinstance(node, yaml.MappingNode) else None)
-        return yaml.load(text, Loader=Loader)
-
-
 def load_yaml(text: str):
-    return _Loader.load(text)
+    """Parse compose YAML, keeping its !override / !reset tags as plain values."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def untagged(loader, node):
+        if isinstance(node, yaml.SequenceNode):
+            return loader.construct_sequence(node)
+        if isinstance(node, yaml.MappingNode):
+            return loader.construct_mapping(node)
+        return loader.construct_scalar(node) or None
+
+    for tag in ("!override", "!reset"):
+        Loader.add_constructor(tag, untagged)
+    return yaml.load(text, Loader=Loader)
 
 
 def find_file(directory: Path) -> Path | None:
     return next((directory / n for n in COMPOSE_FILES if (directory / n).is_file()), None)
 
 
-def _target(entry) -> int:
-    """The container port of a compose `ports` entry (short or long syntax)."""
+class Port(NamedTuple):
+    """A port a service publishes: its container port, and what the base file binds it to."""
+    target: int
+    host_ip: str | None = None
+    protocol: str = "tcp"
+
+    def mapping(self, host_port: int) -> str:
+        """The short-syntax entry publishing it on `host_port` (same address and protocol)."""
+        ip = self.host_ip and (f"[{self.host_ip}]" if ":" in self.host_ip else self.host_ip)
+        return f"{ip + ':' if ip else ''}{host_port}:{self.target}/{self.protocol}"
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _port(entry) -> Port:
+    """Parse a compose `ports` entry, short ("[IP:]HOST:CONTAINER[/PROTO]") or long syntax."""
     if isinstance(entry, dict):
-        return int(entry["target"])
-    text = str(entry).split("/", 1)[0]
-    container = text.rsplit(":", 1)[-1]
-    if "-" in container:
-        raise InvalidInput(f"port range {entry!r} is not supported; publish single ports")
-    return int(container)
+        return Port(int(entry["target"]), entry.get("host_ip"), entry.get("protocol") or "tcp")
+    text, _, protocol = str(entry).partition("/")
+    host_ip = None
+    if text.startswith("["):  # [::1]:8080:80
+        host_ip, _, text = text[1:].partition("]:")
+    parts = text.split(":")
+    if len(parts) == 3 and _is_ip(parts[0]):  # not "${PORT:-8080}:80"
+        host_ip = parts[0]
+    if "-" in parts[-1] or not parts[-1].isdigit():
+        raise InvalidInput(f"compose port {entry!r} is not supported: publish single ports")
+    return Port(int(parts[-1]), host_ip or None, protocol or "tcp")
 
 
-def published(compose_file: Path | None) -> tuple[dict[str, list[int]], list[str]]:
-    """(service -> container ports it publishes, top-level named volumes)."""
+def published(compose_file: Path | None) -> tuple[dict[str, list[Port]], list[str]]:
+    """(service -> ports it publishes, the project's own named volumes)."""
     if compose_file is None:
         return {}, []
     document = load_yaml(compose_file.read_text()) or {}
-    services = {name: [_target(p) for p in (spec or {}).get("ports") or ()]
+    services = {name: [_port(p) for p in (spec or {}).get("ports") or ()]
                 for name, spec in (document.get("services") or {}).items()}
-    return {k: v for k, v in services.items() if v}, sorted(document.get("volumes") or {})
+    volumes = [name for name, spec in (document.get("volumes") or {}).items()
+               if not (spec or {}).get("external")]  # shared on purpose: leave them be
+    return {k: v for k, v in services.items() if v}, sorted(volumes)
 
 
-def lease_names(services: dict[str, list[int]]) -> list[str]:
-    """A lease per published port: the service's name, or name-PORT when it has several."""
-    names = []
-    for service, targets in sorted(services.items()):
-        names += [service] if len(targets) == 1 else [f"{service}-{t}" for t in targets]
-    return names
+def lease_names(services: dict[str, list[Port]]) -> dict[str, list[tuple[str, Port]]]:
+    """service -> (lease name, port) per published port: a lease is named after its service,
+    or service-PORT when the service publishes several."""
+    return {service: [(service if len(ports) == 1 else f"{service}-{p.target}", p)
+                      for p in ports]
+            for service, ports in sorted(services.items())}
 
 
-def render_override(branch: str, project: str, services: dict[str, list[int]],
-                    ports: dict[str, int], volumes: list[str]) -> str:
+def render_override(branch: str, project: str, services: dict[str, list[Port]],
+                    leases: dict[str, int], volumes: list[str]) -> str:
     from jinja2 import Template
 
     template = Template((Path(str(files("cfn._worktree"))) / "compose.override.yml.j2")
                         .read_text(), keep_trailing_newline=True)
-    mapped = {}
-    for service, targets in sorted(services.items()):
-        keys = [service] if len(targets) == 1 else [f"{service}-{t}" for t in targets]
-        mapped[service] = [{"host": ports[k], "target": t} for k, t in zip(keys, targets,
-                                                                           strict=True)]
+    mapped = {service: [port.mapping(leases[name]) for name, port in named]
+              for service, named in lease_names(services).items()}
     return template.render(branch=branch, project=project, services=mapped, volumes=volumes)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -65,7 +66,7 @@ def _register(db, root: Path, branch: str, path: Path | None, base: str | None) 
 
 
 def up(db, root: Path, branch: str, *, base: str | None = None, path: Path | None = None,
-       start: bool = True) -> Worktree:
+       start: bool = True, say: Callable[[str], None] = lambda _: None) -> Worktree:
     """Create (or reuse) the worktree, lease its ports, write its files, start its stack."""
     git.check_branch(branch)
     row = _register(db, root, branch, path, base)
@@ -80,10 +81,12 @@ def up(db, root: Path, branch: str, *, base: str | None = None, path: Path | Non
         raise
     compose_file = compose.find_file(where)
     services, volumes = compose.published(compose_file)
-    leased = ports.lease(db, branch, [*ports.FIXED_SERVICES, *compose.lease_names(services)])
+    wanted = [name for leases in compose.lease_names(services).values() for name, _ in leases]
+    leased = ports.lease(db, branch, list(dict.fromkeys([*ports.FIXED_SERVICES, *wanted])))
     worktree = Worktree(branch, row["slug"], str(where), row["base"], row["stack"], leased)
     _write_files(worktree, services, volumes)
     if start and compose_file is not None:
+        say(f"starting stack {worktree.project}")
         compose.run([*compose.tool(), *_compose_args(worktree, compose_file), "up", "-d"], where)
         db.execute("UPDATE worktrees SET stack = 'up' WHERE branch = ?", [branch])
     return get(db, branch)
@@ -104,12 +107,14 @@ def _compose_args(worktree: Worktree, compose_file: Path) -> list[str]:
             "--env-file", str(where / ENV_FILE)]
 
 
-def down(db, root: Path, branch: str, *, volumes: bool = False, remove: bool = False) -> None:
+def down(db, root: Path, branch: str, *, volumes: bool = False, remove: bool = False,
+         say: Callable[[str], None] = lambda _: None) -> None:
     """Stop the stack (and its volumes), release the ports, and remove the worktree if asked."""
     worktree = get(db, branch)
     where = Path(worktree.path)
     compose_file = compose.find_file(where) if where.exists() else None
     if compose_file is not None and worktree.stack == "up":
+        say(f"stopping stack {worktree.project}")
         compose.run([*compose.tool(), *_compose_args(worktree, compose_file), "down",
                      *(["-v"] if volumes else [])], where)
     with immediate(db):

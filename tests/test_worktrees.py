@@ -1,0 +1,278 @@
+"""Worktrees: real git repositories, real port probes, a real compose stack through podman."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from cfn.db import open_db
+from cfn.worktrees import compose, manage, ports
+from containers import build_test_image, podman_available
+
+GIT_ID = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
+          "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
+
+COMPOSE = """\
+services:
+  web:
+    image: {image}
+    command:
+      - /bin/sh
+      - -c
+      - >-
+        mkdir -p /www && echo web-$$WORKTREE > /www/index.html
+        && exec httpd -f -p 8080 -h /www
+    environment:
+      WORKTREE: "${{COMPOSE_PROJECT_NAME}}"
+    ports: ["8080:8080"]
+  api:
+    image: {image}
+    command:
+      - /bin/sh
+      - -c
+      - >-
+        mkdir -p /data/www && echo api > /data/www/index.html
+        && exec httpd -f -p 9000 -h /data/www
+    ports: ["127.0.0.1:9000:9000"]
+    volumes: ["data:/data"]
+  worker:
+    image: {image}
+    command: ["/bin/sleep", "3600"]
+volumes:
+  data: {{}}
+  shared:
+    external: true
+"""
+
+
+def git(*args: str, cwd: Path) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True,
+                          env={**os.environ, **GIT_ID}).stdout
+
+
+def make_repo(path: Path, compose_text: str | None = None) -> Path:
+    path.mkdir(parents=True)
+    git("init", "-q", "-b", "main", cwd=path)
+    (path / "README").write_text("a project\n")
+    if compose_text is not None:
+        (path / "compose.yaml").write_text(compose_text)
+    git("add", ".", cwd=path)
+    git("commit", "-q", "-m", "initial", cwd=path)
+    return path
+
+
+@pytest.fixture
+def repo(tmp_path) -> Path:
+    return make_repo(tmp_path / "repo", COMPOSE.format(image="localhost/none:latest"))
+
+
+@pytest.fixture
+def db(tmp_path):
+    return open_db(tmp_path / "state")
+
+
+def colliding(branch: str, count: int) -> list[str]:
+    """`count` other branch names whose preferred block is the same as `branch`'s."""
+    wanted, found, n = ports.preferred_block(branch), [], 0
+    while len(found) < count:
+        n += 1
+        if ports.preferred_block(f"twin-{n}") == wanted:
+            found.append(f"twin-{n}")
+    return found
+
+
+def block_of(port: int) -> int:
+    return (port - ports.FIRST_PORT) // ports.BLOCK
+
+
+def test_fifty_worktrees_never_share_a_port(db, repo):
+    made = [manage.up(db, repo, f"feature/w{i}", start=False) for i in range(50)]
+    made += [manage.up(db, repo, twin, start=False) for twin in colliding("feature/w0", 3)]
+    every = [p for w in made for p in w.ports.values()]
+    assert len(every) == len(set(every)) == len(made) * 5  # redis, postgres, orchestrator, api, web
+    assert min(every) >= 1024
+    blocks = [{block_of(p) for p in w.ports.values()} for w in made]
+    assert all(len(b) == 1 for b in blocks), "a worktree's ports stay inside its own block"
+    assert len({b.pop() for b in blocks}) == len(made), "no two worktrees share a block"
+    listing = git("worktree", "list", "--porcelain", cwd=repo).splitlines()
+    assert sum(line.startswith("worktree ") for line in listing) == 1 + len(made)
+
+
+def test_a_taken_block_moves_to_the_next_free_one(db, repo):
+    first = manage.up(db, repo, "feature/a", start=False)
+    twin = manage.up(db, repo, colliding("feature/a", 1)[0], start=False)
+    assert block_of(twin.ports["redis"]) == (block_of(first.ports["redis"]) + 1) % ports.BLOCKS
+
+
+def test_a_port_bound_by_another_process_is_skipped(db, repo):
+    preferred = ports.FIRST_PORT + ports.preferred_block("feature/busy") * ports.BLOCK
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", preferred + 1))  # the postgres port of the preferred block
+        squatter.listen()
+        made = manage.up(db, repo, "feature/busy", start=False)
+    assert preferred + 1 not in made.ports.values()
+    assert block_of(made.ports["postgres"]) != block_of(preferred)
+
+
+def test_same_ports_after_down_and_up_and_down_releases(db, repo):
+    made = manage.up(db, repo, "feature/stable", start=False)
+    manage.down(db, repo, "feature/stable")
+    assert manage.get(db, "feature/stable").ports == {}
+    # released: a branch that prefers the same block now gets it
+    twin = manage.up(db, repo, colliding("feature/stable", 1)[0], start=False)
+    assert twin.ports == made.ports
+    manage.down(db, repo, twin.branch)
+    assert manage.up(db, repo, "feature/stable", start=False).ports == made.ports
+
+
+def test_up_is_idempotent(cfn, repo):
+    first = cfn("worktree", "up", "feature/auth", "--no-start", "--json", cwd=repo)
+    assert first.returncode == 0, first.stderr
+    files = {name: (Path(json.loads(first.stdout)["path"]) / name).read_text()
+             for name in (manage.ENV_FILE, manage.OVERRIDE_FILE)}
+    again = cfn("worktree", "up", "feature/auth", "--no-start", "--json", cwd=repo)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout) == json.loads(first.stdout)
+    assert files == {name: (Path(json.loads(again.stdout)["path"]) / name).read_text()
+                     for name in files}
+    listed = json.loads(cfn("worktree", "ls", "--json", cwd=repo).stdout)
+    assert [w["branch"] for w in listed] == ["feature/auth"]
+
+
+@pytest.mark.parametrize("branch", ["feature/auth", "release/v1.2.3", "Feature/CamelCase",
+                                    "fix/ünïcödé-名前"])
+def test_branch_names_git_accepts_work(cfn, repo, branch):
+    made = cfn("worktree", "up", branch, "--no-start", "--json", cwd=repo)
+    assert made.returncode == 0, made.stderr
+    worktree = json.loads(made.stdout)
+    assert git("rev-parse", "--abbrev-ref", "HEAD", cwd=Path(worktree["path"])).strip() == branch
+    assert worktree["project"].startswith("cfn-")
+    assert set(worktree["project"]) <= set("abcdefghijklmnopqrstuvwxyz0123456789-")
+    evaluated = subprocess.run(
+        ["sh", "-c", 'eval "$(cat)"; echo "$WORKTREE_BRANCH|$COMPOSE_PROJECT_NAME|$REDIS_URL"'],
+        input=cfn("worktree", "env", branch, cwd=repo).stdout, capture_output=True, text=True)
+    assert evaluated.stdout.strip() == (f"{branch}|{worktree['project']}|"
+                                        f"redis://127.0.0.1:{worktree['ports']['redis']}/0")
+
+
+@pytest.mark.parametrize("branch", ["bad..name", "ends.lock", "has space", "trailing/", "a~b"])
+def test_a_name_git_rejects_gets_its_reason_and_exit_2(cfn, repo, tmp_path, branch):
+    done = cfn("worktree", "up", branch, "--no-start", cwd=repo)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "not a valid branch name" in done.stderr
+    assert [p.name for p in tmp_path.glob("repo-*")] == []  # no worktree directory
+    assert json.loads(cfn("worktree", "ls", "--json", cwd=repo).stdout) == []
+
+
+def test_unknown_branch_and_no_repository_are_clear(cfn, repo, tmp_path):
+    missing = cfn("worktree", "ports", "nope", cwd=repo)
+    assert missing.returncode == 1 and "cfn worktree up nope" in missing.stderr
+    outside = tmp_path / "plain"
+    outside.mkdir()
+    done = cfn("worktree", "up", "x", cwd=outside)
+    assert done.returncode == 2 and "not in a git repository" in done.stderr
+
+
+def test_override_is_valid_compose_with_leased_ports_and_isolated_volumes(db, repo):
+    made = manage.up(db, repo, "feature/override", start=False)
+    override = compose.load_yaml((Path(made.path) / manage.OVERRIDE_FILE).read_text())
+    assert override["services"] == {
+        "web": {"ports": [f"{made.ports['web']}:8080/tcp"]},
+        "api": {"ports": [f"127.0.0.1:{made.ports['api']}:9000/tcp"]},  # address kept
+    }
+    # the project's own volume gets the worktree's name; the external one stays shared
+    assert override["volumes"] == {"data": {"name": f"{made.project}_data"}}
+    env = dict(line.split("=", 1) for line in
+               (Path(made.path) / manage.ENV_FILE).read_text().splitlines())
+    assert env["COMPOSE_PROJECT_NAME"] == made.project
+    assert env["CFN_WEB_PORT"] == str(made.ports["web"])
+    other = manage.up(db, repo, "feature/other", start=False)
+    assert compose.load_yaml((Path(other.path) / manage.OVERRIDE_FILE).read_text())[
+        "volumes"]["data"]["name"] != override["volumes"]["data"]["name"]
+
+
+@pytest.mark.skipif(shutil.which("podman-compose") is None, reason="needs podman-compose")
+def test_compose_tool_accepts_the_merged_files(db, repo):
+    made = manage.up(db, repo, "feature/config", start=False)
+    where = Path(made.path)
+    merged = subprocess.run(
+        ["podman-compose", "-p", made.project, "-f", "compose.yaml", "-f",
+         manage.OVERRIDE_FILE, "--env-file", manage.ENV_FILE, "config"],
+        cwd=where, capture_output=True, text=True, timeout=60)
+    assert merged.returncode == 0, merged.stderr
+    config = compose.load_yaml(merged.stdout)
+    web_ports = [str(p) for p in config["services"]["web"]["ports"]]
+    assert web_ports == [f"{made.ports['web']}:8080/tcp"], "the base file's 8080 is replaced"
+    assert config["volumes"]["data"]["name"] == f"{made.project}_data"
+
+
+def test_down_remove_removes_the_worktree(cfn, repo):
+    made = json.loads(cfn("worktree", "up", "feature/gone", "--no-start", "--json",
+                          cwd=repo).stdout)
+    done = cfn("worktree", "down", "feature/gone", "--remove", cwd=repo)
+    assert done.returncode == 0, done.stderr
+    assert not Path(made["path"]).exists()
+    assert "feature/gone" not in git("worktree", "list", cwd=repo)
+    assert json.loads(cfn("worktree", "ls", "--json", cwd=repo).stdout) == []
+
+
+def test_commands_work_from_inside_a_worktree(cfn, repo):
+    made = json.loads(cfn("worktree", "up", "feature/inside", "--no-start", "--json",
+                          cwd=repo).stdout)
+    listed = cfn("worktree", "ports", "feature/inside", "--json", cwd=Path(made["path"]))
+    assert json.loads(listed.stdout) == made["ports"]
+
+
+def http_get(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
+        return response.read().decode().strip()
+
+
+def wait_for_http(port: int, deadline_s: float = 60) -> str:
+    import time
+
+    deadline = time.monotonic() + deadline_s
+    while True:
+        try:
+            return http_get(port)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def podman_volumes() -> set[str]:
+    return set(subprocess.run(["podman", "volume", "ls", "-q"], capture_output=True, text=True,
+                              check=True).stdout.split())
+
+
+@pytest.mark.skipif(not (podman_available() and shutil.which("podman-compose")),
+                    reason="needs podman, podman-compose and busybox-static")
+def test_a_real_stack_comes_up_on_its_leased_ports_and_down(cfn, tmp_path):
+    image = build_test_image()
+    repo = make_repo(tmp_path / "stacked", COMPOSE.format(image=image).replace(
+        "  shared:\n    external: true\n", ""))
+    made = cfn("worktree", "up", "feature/stack", "--json", cwd=repo, timeout=180)
+    assert made.returncode == 0, made.stderr
+    worktree = json.loads(made.stdout)
+    try:
+        assert worktree["stack"] == "up"
+        assert wait_for_http(worktree["ports"]["web"]) == f"web-{worktree['project']}"
+        assert wait_for_http(worktree["ports"]["api"]) == "api"
+        with pytest.raises(OSError):
+            http_get(8080)  # the base file's port is not published
+        assert f"{worktree['project']}_data" in podman_volumes()
+    finally:
+        down = cfn("worktree", "down", "feature/stack", "--volumes", cwd=repo, timeout=180)
+    assert down.returncode == 0, down.stderr
+    with pytest.raises(OSError):
+        http_get(worktree["ports"]["web"])
+    assert f"{worktree['project']}_data" not in podman_volumes()
+    assert json.loads(cfn("worktree", "ls", "--json", cwd=repo).stdout)[0]["stack"] == "down"
