@@ -223,6 +223,28 @@ def test_down_remove_removes_the_worktree(cfn, repo):
     assert json.loads(cfn("worktree", "ls", "--json", cwd=repo).stdout) == []
 
 
+def test_down_remove_of_a_worktree_deleted_by_hand(cfn, repo):
+    made = json.loads(cfn("worktree", "up", "feature/lost", "--no-start", "--json",
+                          cwd=repo).stdout)
+    shutil.rmtree(made["path"])
+    done = cfn("worktree", "down", "feature/lost", "--remove", cwd=repo)
+    assert done.returncode == 0, done.stderr
+    assert "feature/lost" not in git("worktree", "list", cwd=repo)
+    again = cfn("worktree", "up", "feature/lost", "--no-start", "--json", cwd=repo)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["ports"] == made["ports"]
+
+
+def test_up_recreates_a_worktree_deleted_by_hand(cfn, repo):
+    made = json.loads(cfn("worktree", "up", "feature/redo", "--no-start", "--json",
+                          cwd=repo).stdout)
+    shutil.rmtree(made["path"])
+    again = cfn("worktree", "up", "feature/redo", "--no-start", "--json", cwd=repo)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout) == made
+    assert (Path(made["path"]) / "README").is_file()
+
+
 def test_commands_work_from_inside_a_worktree(cfn, repo):
     made = json.loads(cfn("worktree", "up", "feature/inside", "--no-start", "--json",
                           cwd=repo).stdout)

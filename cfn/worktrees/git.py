@@ -57,7 +57,9 @@ def registered(root: Path) -> dict[Path, str]:
 
 def add(root: Path, path: Path, branch: str, base: str | None) -> None:
     """Create the worktree, and the branch from `base` when it does not exist yet."""
-    if registered(root).get(path) == branch:
+    if not path.exists():
+        git("worktree", "prune", cwd=root)  # forget it if it was deleted by hand
+    elif registered(root).get(path) == branch:
         return  # already there: up is idempotent
     if branch_exists(root, branch):
         if base:

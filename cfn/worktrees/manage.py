@@ -127,6 +127,8 @@ def down(db, root: Path, branch: str, *, volumes: bool = False, remove: bool = F
             if (where / ".cfn").is_dir() and not any((where / ".cfn").iterdir()):
                 (where / ".cfn").rmdir()
             git.remove(root, where)
+        else:  # deleted by hand: let git forget it too
+            git.git("worktree", "prune", cwd=root)
         db.execute("DELETE FROM worktrees WHERE branch = ?", [branch])
 
 
