@@ -144,6 +144,9 @@ def test_up_is_idempotent(cfn, repo):
                      for name in files}
     listed = json.loads(cfn("worktree", "ls", "--json", cwd=repo).stdout)
     assert [w["branch"] for w in listed] == ["feature/auth"]
+    # cfn's files stay out of the agents' commits, and excluding them once is enough
+    assert git("status", "--porcelain", cwd=Path(listed[0]["path"])) == ""
+    assert (repo / ".git/info/exclude").read_text().count("/.cfn/") == 1
 
 
 @pytest.mark.parametrize("branch", ["feature/auth", "release/v1.2.3", "Feature/CamelCase",
@@ -221,6 +224,18 @@ def test_down_remove_removes_the_worktree(cfn, repo):
     assert not Path(made["path"]).exists()
     assert "feature/gone" not in git("worktree", "list", cwd=repo)
     assert json.loads(cfn("worktree", "ls", "--json", cwd=repo).stdout) == []
+
+
+def test_down_remove_keeps_uncommitted_work(cfn, repo):
+    made = json.loads(cfn("worktree", "up", "feature/dirty", "--no-start", "--json",
+                          cwd=repo).stdout)
+    (Path(made["path"]) / "notes.txt").write_text("not committed yet\n")
+    refused = cfn("worktree", "down", "feature/dirty", "--remove", cwd=repo)
+    assert refused.returncode == 1 and "commit or stash" in refused.stderr
+    assert (Path(made["path"]) / "notes.txt").read_text() == "not committed yet\n"
+    (Path(made["path"]) / "notes.txt").unlink()
+    assert cfn("worktree", "down", "feature/dirty", "--remove", cwd=repo).returncode == 0
+    assert not Path(made["path"]).exists()
 
 
 def test_down_remove_of_a_worktree_deleted_by_hand(cfn, repo):

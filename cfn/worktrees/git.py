@@ -33,6 +33,17 @@ def check_branch(name: str) -> str:
     return name
 
 
+def exclude_state_dir(root: Path) -> None:
+    """Keep .cfn/ (cfn's files in every worktree) out of `git add -A`, in git's local excludes:
+    agents commit in worktrees, and the env file and override are not theirs to commit."""
+    found = git("rev-parse", "--path-format=absolute", "--git-path", "info/exclude", cwd=root)
+    exclude = Path(found.stdout.strip())
+    lines = exclude.read_text().splitlines() if exclude.exists() else []
+    if "/.cfn/" not in lines:
+        exclude.parent.mkdir(parents=True, exist_ok=True)
+        exclude.write_text("".join(f"{line}\n" for line in [*lines, "/.cfn/"]))
+
+
 def slug(branch: str) -> str:
     """A compose-safe name: ASCII letters and digits joined by dashes (Ünïcode -> unicode)."""
     ascii_only = unicodedata.normalize("NFKD", branch).encode("ascii", "ignore").decode()

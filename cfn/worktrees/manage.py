@@ -79,6 +79,7 @@ def up(db, root: Path, branch: str, *, base: str | None = None, path: Path | Non
         if not where.exists():
             db.execute("DELETE FROM worktrees WHERE branch = ?", [branch])
         raise
+    git.exclude_state_dir(root)
     compose_file = compose.find_file(where)
     services, volumes = compose.published(compose_file)
     wanted = [name for leases in compose.lease_names(services).values() for name, _ in leases]
@@ -122,11 +123,7 @@ def down(db, root: Path, branch: str, *, volumes: bool = False, remove: bool = F
         db.execute("UPDATE worktrees SET stack = 'down' WHERE branch = ?", [branch])
     if remove:
         if where.exists():
-            for name in (ENV_FILE, OVERRIDE_FILE):  # ours: git would refuse untracked files
-                (where / name).unlink(missing_ok=True)
-            if (where / ".cfn").is_dir() and not any((where / ".cfn").iterdir()):
-                (where / ".cfn").rmdir()
-            git.remove(root, where)
+            git.remove(root, where)  # our .cfn/ is excluded, so it does not count as dirty
         else:  # deleted by hand: let git forget it too
             git.git("worktree", "prune", cwd=root)
         db.execute("DELETE FROM worktrees WHERE branch = ?", [branch])
