@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -150,7 +151,7 @@ def test_up_is_idempotent(cfn, repo):
 
 
 @pytest.mark.parametrize("branch", ["feature/auth", "release/v1.2.3", "Feature/CamelCase",
-                                    "fix/ünïcödé-名前"])
+                                    "fix/ünïcödé-名前", "\"q\"/${HOME}#it's"])
 def test_branch_names_git_accepts_work(cfn, repo, branch):
     made = cfn("worktree", "up", branch, "--no-start", "--json", cwd=repo)
     assert made.returncode == 0, made.stderr
@@ -203,7 +204,8 @@ def test_override_is_valid_compose_with_leased_ports_and_isolated_volumes(db, re
 
 @pytest.mark.skipif(shutil.which("podman-compose") is None, reason="needs podman-compose")
 def test_compose_tool_accepts_the_merged_files(db, repo):
-    made = manage.up(db, repo, "feature/config", start=False)
+    branch = "\"q\"/${HOME}#it's"  # git allows all this; compose must take it literally
+    made = manage.up(db, repo, branch, start=False)
     where = Path(made.path)
     merged = subprocess.run(
         ["podman-compose", "-p", made.project, "-f", "compose.yaml", "-f",
@@ -214,6 +216,10 @@ def test_compose_tool_accepts_the_merged_files(db, repo):
     web_ports = [str(p) for p in config["services"]["web"]["ports"]]
     assert web_ports == [f"{made.ports['web']}:8080/tcp"], "the base file's 8080 is replaced"
     assert config["volumes"]["data"]["name"] == f"{made.project}_data"
+    assert config["services"]["web"]["environment"]["WORKTREE"] == made.project
+    # nothing compose could interpolate or unquote goes into the env file
+    assert re.fullmatch(r"([A-Z0-9_]+=[\w./:-]+\n)+",
+                        (where / manage.ENV_FILE).read_text(), flags=re.ASCII)
 
 
 def test_down_remove_removes_the_worktree(cfn, repo):

@@ -107,8 +107,10 @@ def render_override(branch: str, project: str, services: dict[str, list[Port]],
     return template.render(branch=branch, project=project, services=mapped, volumes=volumes)
 
 
-def env_vars(branch: str, project: str, ports: dict[str, int]) -> dict[str, str]:
-    env = {"COMPOSE_PROJECT_NAME": project, "WORKTREE_BRANCH": branch}
+def env_vars(project: str, ports: dict[str, int]) -> dict[str, str]:
+    """The env file's variables. Only names and numbers: not the branch, whose characters
+    (`${`, quotes) no env-file syntax keeps literal in both docker compose and podman-compose."""
+    env = {"COMPOSE_PROJECT_NAME": project}
     for service, port in ports.items():
         env[f"CFN_{service.upper().replace('-', '_')}_PORT"] = str(port)
     if "redis" in ports:

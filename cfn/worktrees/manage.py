@@ -96,7 +96,7 @@ def up(db, root: Path, branch: str, *, base: str | None = None, path: Path | Non
 def _write_files(worktree: Worktree, services, volumes) -> None:
     where = Path(worktree.path)
     (where / ".cfn").mkdir(exist_ok=True)
-    env = compose.env_vars(worktree.branch, worktree.project, worktree.ports)
+    env = compose.env_vars(worktree.project, worktree.ports)
     (where / ENV_FILE).write_text(compose.env_file_text(env))
     (where / OVERRIDE_FILE).write_text(compose.render_override(
         worktree.branch, worktree.project, services, worktree.ports, volumes))
@@ -134,4 +134,4 @@ def environment(db, branch: str) -> dict[str, str]:
     if not worktree.ports:
         raise NegativeOutcome(f"worktree {branch} holds no ports (it is down); "
                               f"`cfn worktree up {branch}` leases them again")
-    return compose.env_vars(branch, worktree.project, worktree.ports)
+    return {"WORKTREE_BRANCH": branch, **compose.env_vars(worktree.project, worktree.ports)}
