@@ -8,6 +8,7 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 
@@ -110,6 +111,22 @@ def test_a_taken_block_moves_to_the_next_free_one(db, repo):
     first = manage.up(db, repo, "feature/a", start=False)
     twin = manage.up(db, repo, colliding("feature/a", 1)[0], start=False)
     assert block_of(twin.ports["redis"]) == (block_of(first.ports["redis"]) + 1) % ports.BLOCKS
+
+
+def test_concurrent_ups_of_colliding_branches_get_different_blocks(cfn, repo, env):
+    names = ["feature/race", *colliding("feature/race", 3)]
+    racing = [subprocess.Popen([sys.executable, "-m", "cfn", "worktree", "up", name,
+                                "--no-start", "--json"], cwd=repo, env=env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+              for name in names]
+    made = []
+    for proc in racing:
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        made.append(json.loads(out))
+    blocks = [{block_of(p) for p in w["ports"].values()} for w in made]
+    assert all(len(b) == 1 for b in blocks)
+    assert len({b.pop() for b in blocks}) == len(names)
 
 
 def test_a_port_bound_by_another_process_is_skipped(db, repo):
