@@ -25,6 +25,7 @@ COMPOSE = """\
 services:
   web:
     image: {image}
+    stop_signal: SIGKILL  # busybox as PID 1 ignores SIGTERM: no 10 s grace period to wait out
     command:
       - /bin/sh
       - -c
@@ -36,6 +37,7 @@ services:
     ports: ["8080:8080"]
   api:
     image: {image}
+    stop_signal: SIGKILL
     command:
       - /bin/sh
       - -c
@@ -47,6 +49,7 @@ services:
   worker:
     image: {image}
     command: ["/bin/sleep", "3600"]
+    stop_signal: SIGKILL
 volumes:
   data: {{}}
   shared:
@@ -336,3 +339,36 @@ def test_a_real_stack_comes_up_on_its_leased_ports_and_down(cfn, tmp_path):
         http_get(worktree["ports"]["web"])
     assert f"{worktree['project']}_data" not in podman_volumes()
     assert json.loads(cfn("worktree", "ls", "--json", cwd=repo).stdout)[0]["stack"] == "down"
+
+
+def project_containers(project: str) -> list[str]:
+    return subprocess.run(["podman", "ps", "-a", "-q", "--filter",
+                           f"label=com.docker.compose.project={project}"],
+                          capture_output=True, text=True, check=True).stdout.split()
+
+
+@pytest.mark.skipif(not (podman_available() and shutil.which("podman-compose")),
+                    reason="needs podman, podman-compose and busybox-static")
+def test_a_stack_that_fails_half_way_is_still_taken_down(cfn, tmp_path):
+    repo = make_repo(tmp_path / "half", f"""\
+services:
+  good:
+    image: {build_test_image()}
+    command: ["/bin/sleep", "3600"]
+    stop_signal: SIGKILL
+  bad:
+    image: localhost/cfn-no-such-image:latest
+    depends_on: [good]
+    ports: ["9000:9000"]
+""")
+    try:
+        failed = cfn("worktree", "up", "feature/half", cwd=repo, timeout=180)
+        assert failed.returncode == 1
+        assert "starting stack cfn-feature-half failed" in failed.stderr
+        assert project_containers("cfn-feature-half"), "the good service was started"
+        down = cfn("worktree", "down", "feature/half", cwd=repo, timeout=180)
+        assert down.returncode == 0, down.stderr
+        assert project_containers("cfn-feature-half") == []
+    finally:  # whatever a failure left behind
+        subprocess.run(["podman", "rm", "-f", *project_containers("cfn-feature-half")],
+                       capture_output=True)

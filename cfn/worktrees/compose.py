@@ -141,9 +141,11 @@ def tool() -> list[str]:
                           "(pip install podman-compose), or pass --no-start")
 
 
-def run(command: list[str], cwd: Path) -> None:
+def run(command: list[str], cwd: Path, doing: str) -> None:
+    """Run the compose tool; on failure say what was being done and the tool's last words."""
     done = subprocess.run(command, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True,
                           text=True)
     if done.returncode != 0:
-        raise NegativeOutcome(f"{' '.join(command[:2])} failed: "
-                              f"{(done.stderr or done.stdout).strip()[-800:]}")
+        said = (done.stderr or done.stdout).strip().splitlines()[-3:]
+        raise NegativeOutcome(f"{doing} failed: `{shlex.join(command)}` exited "
+                              f"{done.returncode}: {' | '.join(said)}")

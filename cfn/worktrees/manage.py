@@ -87,9 +87,12 @@ def up(db, root: Path, branch: str, *, base: str | None = None, path: Path | Non
     worktree = Worktree(branch, row["slug"], str(where), row["base"], row["stack"], leased)
     _write_files(worktree, services, volumes)
     if start and compose_file is not None:
-        say(f"starting stack {worktree.project}")
-        compose.run([*compose.tool(), *_compose_args(worktree, compose_file), "up", "-d"], where)
+        doing = f"starting stack {worktree.project}"
+        say(doing)
+        command = [*compose.tool(), *_compose_args(worktree, compose_file), "up", "-d"]
+        # recorded first: if up fails half-way, `down` still removes what it started
         db.execute("UPDATE worktrees SET stack = 'up' WHERE branch = ?", [branch])
+        compose.run(command, where, doing)
     return get(db, branch)
 
 
@@ -115,9 +118,10 @@ def down(db, root: Path, branch: str, *, volumes: bool = False, remove: bool = F
     where = Path(worktree.path)
     compose_file = compose.find_file(where) if where.exists() else None
     if compose_file is not None and worktree.stack == "up":
-        say(f"stopping stack {worktree.project}")
+        doing = f"stopping stack {worktree.project}"
+        say(doing)
         compose.run([*compose.tool(), *_compose_args(worktree, compose_file), "down",
-                     *(["-v"] if volumes else [])], where)
+                     *(["-v"] if volumes else [])], where, doing)
     with immediate(db):
         ports.release(db, branch)
         db.execute("UPDATE worktrees SET stack = 'down' WHERE branch = ?", [branch])
