@@ -242,6 +242,15 @@ def test_compose_tool_accepts_the_merged_files(db, repo):
                         (where / manage.ENV_FILE).read_text(), flags=re.ASCII)
 
 
+@pytest.mark.parametrize("text", ["services: [", "services:\n  a:\n    ports: [{published: 1}]\n",
+                                  "services:\n  a:\n    ports: ['8000-8010:8000-8010']\n"])
+def test_a_compose_file_cfn_cannot_read_is_bad_input(cfn, tmp_path, text):
+    repo = make_repo(tmp_path / "broken", text)
+    done = cfn("worktree", "up", "feature/x", "--no-start", cwd=repo)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and "compose" in done.stderr
+
+
 def test_down_remove_removes_the_worktree(cfn, repo):
     made = json.loads(cfn("worktree", "up", "feature/gone", "--no-start", "--json",
                           cwd=repo).stdout)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -80,11 +81,18 @@ def published(compose_file: Path | None) -> tuple[dict[str, list[Port]], list[st
     """(service -> ports it publishes, the project's own named volumes)."""
     if compose_file is None:
         return {}, []
-    document = load_yaml(compose_file.read_text()) or {}
-    services = {name: [_port(p) for p in (spec or {}).get("ports") or ()]
-                for name, spec in (document.get("services") or {}).items()}
-    volumes = [name for name, spec in (document.get("volumes") or {}).items()
-               if not (spec or {}).get("external")]  # shared on purpose: leave them be
+    import yaml
+
+    try:
+        document = load_yaml(compose_file.read_text()) or {}
+        services = {name: [_port(p) for p in (spec or {}).get("ports") or ()]
+                    for name, spec in (document.get("services") or {}).items()}
+        volumes = [name for name, spec in (document.get("volumes") or {}).items()
+                   if not (spec or {}).get("external")]  # shared on purpose: leave them be
+    except (yaml.YAMLError, AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise InvalidInput(f"{compose_file} is not a compose file cfn can read: "
+                           f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+                           ) from None
     return {k: v for k, v in services.items() if v}, sorted(volumes)
 
 
@@ -112,7 +120,7 @@ def env_vars(project: str, ports: dict[str, int]) -> dict[str, str]:
     (`${`, quotes) no env-file syntax keeps literal in both docker compose and podman-compose."""
     env = {"COMPOSE_PROJECT_NAME": project}
     for service, port in ports.items():
-        env[f"CFN_{service.upper().replace('-', '_')}_PORT"] = str(port)
+        env[f"CFN_{re.sub(r'[^A-Z0-9]', '_', service.upper())}_PORT"] = str(port)
     if "redis" in ports:
         env["REDIS_URL"] = f"redis://127.0.0.1:{ports['redis']}/0"
     return env
