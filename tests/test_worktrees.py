@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -308,8 +309,6 @@ def http_get(port: int) -> str:
 
 
 def wait_for_http(port: int, deadline_s: float = 60) -> str:
-    import time
-
     deadline = time.monotonic() + deadline_s
     while True:
         try:

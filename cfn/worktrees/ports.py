@@ -56,11 +56,10 @@ def lease(db, branch: str, services: list[str]) -> dict[str, int]:
             return {s: held[s] for s in services}  # stable, and bound by its own stack
         taken = {row["port"] for row in db.query(
             "SELECT port FROM port_leases WHERE branch != ?", [branch])}
-        start = preferred_block(branch)
+        start, mine = preferred_block(branch), set(held.values())
         for step in range(BLOCKS):
             first = FIRST_PORT + ((start + step) % BLOCKS) * BLOCK
             ports = {service: first + index for index, service in enumerate(services)}
-            mine = set(held.values())
             if taken.isdisjoint(ports.values()) and all(
                     p in mine or bindable(p) for p in ports.values()):
                 db.execute("DELETE FROM port_leases WHERE branch = ?", [branch])
