@@ -35,19 +35,15 @@ def uptime() -> float:
 
 
 def setup(tmp: Path, redis_sock: Path):
-    from cfn.backend import session
-    from cfn.config import resolve
-    from cfn.db import open_db
+    from cfn import Project
 
     os.environ.update(REDIS_URL=f"unix://{redis_sock}", CFN_HOME=str(tmp / ".cfn"))
     (tmp / "work").mkdir()
-    config = resolve(cwd=tmp / "work")
-    return config, open_db(config.home), session(config)
+    return Project.open(tmp / "work")
 
 
-def spawn_latency_ms(config, db, r, runtime: str, samples: int, work: Path, **extra) -> list[float]:
-    from cfn.agents import lifecycle
-    from cfn.agents.spawn import SpawnRequest, spawn
+def spawn_latency_ms(project, runtime: str, samples: int, work: Path, **extra) -> list[float]:
+    from cfn.agents.spawn import SpawnRequest
 
     latencies = []
     for i in range(samples):
@@ -59,8 +55,8 @@ def spawn_latency_ms(config, db, r, runtime: str, samples: int, work: Path, **ex
         request = SpawnRequest(agent_id=f"{runtime}-{i}", task_id="bench", profile="script",
                                runtime=runtime, command=command, workspace=work, **extra)
         before_ns, before_up = time.time_ns(), uptime()
-        spawned = spawn(config, r, db, request, config.redis_url)
-        lifecycle.wait(r, db, "bench", {spawned.agent_id: spawned.run_id}, timeout=120)
+        spawned = project.spawn(request)
+        project.wait_agents("bench", {spawned.agent_id: spawned.run_id}, timeout=120)
         text = marker.read_text().split()[0]
         if runtime == "process":
             latencies.append((int(text) - before_ns) / 1e6)
@@ -69,9 +65,8 @@ def spawn_latency_ms(config, db, r, runtime: str, samples: int, work: Path, **ex
     return latencies
 
 
-def many_agents(config, db, r, count: int, work: Path) -> dict:
-    from cfn.agents import lifecycle
-    from cfn.agents.spawn import SpawnRequest, spawn
+def many_agents(project, count: int, work: Path) -> dict:
+    from cfn.agents.spawn import SpawnRequest
 
     started = time.perf_counter()
     run_ids, pids = {}, []
@@ -79,11 +74,11 @@ def many_agents(config, db, r, count: int, work: Path) -> dict:
         request = SpawnRequest(
             agent_id=f"many-{i}", task_id="bench-many", profile="script", workspace=work,
             command=("/bin/sh", "-c", f'sleep {LIFETIME_S}; echo "{{\\"confidence\\": 0.9}}"'))
-        spawned = spawn(config, r, db, request, config.redis_url)
+        spawned = project.spawn(request)
         run_ids[spawned.agent_id], _ = spawned.run_id, pids.append(spawned.supervisor_pid)
     spawned_s = time.perf_counter() - started
     peak_rss = max_rss_mb(pids, until=time.perf_counter() + 3)
-    waited = lifecycle.wait(r, db, "bench-many", run_ids, timeout=300)
+    waited = project.wait_agents("bench-many", run_ids, timeout=300)
     return {"spawn_s": spawned_s, "all_done_s": time.perf_counter() - started,
             "succeeded": sum(rec.get("status") == "success" for rec in waited.records.values()),
             "peak_rss_mb": peak_rss}
@@ -113,13 +108,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
         redis_proc, sock = start_redis(tmp / "redis")
-        config, db, session = setup(tmp, sock)
         work = tmp / "work"
         try:
-            with session as r:
-                rows = [("process", spawn_latency_ms(config, db, r, "process", args.samples,
-                                                     work))]
-                rows += container_rows(config, db, r, args.samples, work, tmp)
+            with setup(tmp, sock) as project:
+                rows = [("process", spawn_latency_ms(project, "process", args.samples, work))]
+                rows += container_rows(project, args.samples, work, tmp)
                 print("(a) spawn call -> agent running     p50 ms    max ms   seed target "
                       "10 s / p50")
                 for runtime, values in rows:
@@ -127,7 +120,7 @@ def main() -> None:
                     print(f"    {runtime:<30} {p50:9.1f} {max(values):9.1f}   "
                           f"{SEED_TARGET_S * 1000 / p50:8.0f}x")
                 print("    targets: process <= 100 ms, container <= 1000 ms")
-                many = many_agents(config, db, r, args.agents, work)
+                many = many_agents(project, args.agents, work)
                 print(f"(b) {args.agents} agents at once (each lives {LIFETIME_S} s): spawned in "
                       f"{many['spawn_s']:.1f} s, all completions in {many['all_done_s']:.1f} s, "
                       f"{many['succeeded']}/{args.agents} succeeded, supervisors' peak RSS "
@@ -137,7 +130,7 @@ def main() -> None:
             redis_proc.terminate()
 
 
-def container_rows(config, db, r, samples: int, work: Path, tmp: Path) -> list:
+def container_rows(project, samples: int, work: Path, tmp: Path) -> list:
     if not podman_available():
         print("(a) containers: skipped (podman or busybox-static missing)", file=sys.stderr)
         return []
@@ -146,7 +139,7 @@ def container_rows(config, db, r, samples: int, work: Path, tmp: Path) -> list:
     try:
         image = build_test_image()
         return [("container (podman, docker SDK)",
-                 spawn_latency_ms(config, db, r, "container", samples, work, image=image))]
+                 spawn_latency_ms(project, "container", samples, work, image=image))]
     finally:
         api.terminate()
         subprocess.run(["podman", "container", "prune", "-f"], capture_output=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import statistics
 import sys
@@ -37,19 +38,18 @@ def write_profiles(work: Path) -> None:
             f"command = {json.dumps(['/bin/echo', literal])}\n")
 
 
-def cfn_iteration(config, r, db, task: str) -> float:
-    from cfn.loop.engine import Loop
+def cfn_iteration(project, task: str) -> float:
     from cfn.loop.spec import LoopSpec
 
     spec = LoopSpec(task_id=task, epic="bench", mode="mvp", loop3_agents=("impl", "impl"),
                     loop2_agents=("rev", "rev"), product_owner="po")
     started = time.perf_counter()
-    report = Loop(config, r, db, spec, config.redis_url, say=lambda _line: None).run()
+    report = project.run_loop(spec)
     assert report.status == "proceeded", report
     return time.perf_counter() - started
 
 
-def seed_iteration(config, r, db, task: str) -> float:
+def seed_iteration(project, task: str) -> float:
     """The seed's orchestration: spawn a phase, then poll each agent in turn every 2 s."""
     from cfn import keys
     from cfn.agents.spawn import SpawnRequest, spawn
@@ -59,11 +59,10 @@ def seed_iteration(config, r, db, task: str) -> float:
                          ("loop4", ("po",))):
         agents = [f"{phase}-{role}-{i}" for i, role in enumerate(roles)]
         for agent, role in zip(agents, roles, strict=True):
-            spawn(config, r, db, SpawnRequest(agent, task, profile=role, phase=phase),
-                  config.redis_url)
+            spawn(project, SpawnRequest(agent, task, profile=role, phase=phase))
         for agent in agents:  # one agent at a time, as wait_for_loop_completion did
             while not any(f.get("agent") == agent for _, f in
-                          r.xrange(keys.completion(task, phase))):
+                          project.redis.xrange(keys.completion(task, phase))):
                 time.sleep(SEED_POLL_S)
     return time.perf_counter() - started
 
@@ -72,9 +71,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    from cfn.backend import session
-    from cfn.config import resolve
-    from cfn.db import open_db
+    from cfn import Project
 
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
@@ -82,13 +79,12 @@ def main() -> None:
         work = tmp / "work"
         write_profiles(work)
         os.environ.update(REDIS_URL=f"unix://{sock}", CFN_HOME=str(tmp / ".cfn"))
-        config = resolve(cwd=work)
         os.chdir(work)
-        db = open_db(config.home)
+        logging.getLogger("cfn").setLevel(logging.WARNING)  # no per-agent progress lines
         try:
-            with session(config, block_seconds=1.0) as r:
-                ours = [cfn_iteration(config, r, db, f"cfn-{i}") for i in range(args.rounds)]
-                seed = [seed_iteration(config, r, db, f"seed-{i}") for i in range(args.rounds)]
+            with Project.open(work) as project:
+                ours = [cfn_iteration(project, f"cfn-{i}") for i in range(args.rounds)]
+                seed = [seed_iteration(project, f"seed-{i}") for i in range(args.rounds)]
         finally:
             redis_proc.terminate()
     ours_p50, seed_p50 = statistics.median(ours), statistics.median(seed)

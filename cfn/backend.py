@@ -1,16 +1,16 @@
 """Connections to the coordination backend (Redis), with fallback and error translation.
 
-`session(config)` yields a connected client. With no Redis URL configured it
-uses the project's embedded server. If the primary is unreachable and
-REDIS_FALLBACK_1 is set, the fallback is used. Every Redis failure leaves here
-as BackendUnavailable (exit 4) naming the URL with its password masked.
+`connect(target)` returns a client on the first Redis of the target that answers:
+the primary, else REDIS_FALLBACK_1. Every process of cfn connects here (commands
+through cfn.Project, supervisors with the target their spawner reached), so all
+share one retry policy. Every Redis failure leaves cfn as BackendUnavailable
+(exit 4) naming the URL with its password masked (see `unavailable`).
 """
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+import logging
+from dataclasses import asdict, dataclass
 
 import redis
 from redis.backoff import ExponentialBackoff
@@ -18,33 +18,60 @@ from redis.exceptions import (
     AuthenticationError,
     ConnectionError,
     NoPermissionError,
-    ResponseError,
+    RedisError,
     TimeoutError,
 )
 from redis.retry import Retry
 
-from cfn import embedded
+from cfn import defaults, embedded
 from cfn.config import Config, mask_url
 from cfn.errors import BackendUnavailable
 
-
-def primary_url(config: Config) -> str:
-    """The configured Redis URL, or the embedded server's (started on demand)."""
-    if config.redis_url:
-        return str(config.redis_url)
-    return embedded.ensure_running(config.home)
+log = logging.getLogger(__name__)
 
 
-def _client(config: Config, url: str, block_seconds: float) -> redis.Redis:
-    timeout = float(config.connect_timeout)
+@dataclass(frozen=True)
+class Target:
+    """Where and how to connect: the URLs to try in order, and the policy."""
+
+    urls: tuple[str, ...]
+    username: str | None = None
+    password: str | None = None
+    connect_timeout: float = defaults.CONNECT_TIMEOUT_S
+    retries: int = defaults.RETRIES
+
+    @classmethod
+    def of(cls, config: Config) -> Target:
+        """The configured primary (the embedded server, started on demand, when none is
+        configured) followed by the fallback."""
+        primary = str(config.redis_url) if config.redis_url else \
+            embedded.ensure_running(config.home)
+        fallback = (str(config.redis_fallback_1),) if config.redis_fallback_1 else ()
+        return cls((primary, *fallback), config.redis_username, config.redis_password,
+                   float(config.connect_timeout), int(config.retries))
+
+    def preferring(self, url: str) -> Target:
+        """The same target, trying `url` first (the one a spawner actually reached)."""
+        return Target((url, *(u for u in self.urls if u != url)), self.username,
+                      self.password, self.connect_timeout, self.retries)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Target:
+        return cls(**{**data, "urls": tuple(data["urls"])})
+
+
+def _client(target: Target, url: str) -> redis.Redis:
     return redis.Redis.from_url(
         url,
-        username=config.redis_username,
-        password=config.redis_password,
-        socket_connect_timeout=timeout,
-        # a blocking command legitimately holds the socket silent for block_seconds
-        socket_timeout=timeout + block_seconds,
-        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), int(config.retries)),
+        username=target.username,
+        password=target.password,
+        socket_connect_timeout=target.connect_timeout,
+        # blocking commands hold the socket silent for at most MAX_BLOCK_S (see defaults)
+        socket_timeout=target.connect_timeout + defaults.MAX_BLOCK_S,
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), target.retries),
         retry_on_error=[ConnectionError, TimeoutError],
         decode_responses=True,
         # skips CLIENT SETINFO and its package-metadata lookup: 5 ms a command
@@ -52,32 +79,26 @@ def _client(config: Config, url: str, block_seconds: float) -> redis.Redis:
     )
 
 
-def _connect(config: Config, block_seconds: float) -> tuple[redis.Redis, str]:
-    url = primary_url(config)
-    client = _client(config, url, block_seconds)
-    try:
-        client.ping()
-        return client, url
-    except (ConnectionError, TimeoutError) as exc:
-        client.close()
-        fallback = config.redis_fallback_1
-        if not fallback or isinstance(exc, AuthenticationError):
-            raise _unavailable(exc, url) from None
-        print(
-            f"cfn: primary Redis {mask_url(url)} unreachable ({exc}); "
-            f"using fallback {mask_url(str(fallback))}",
-            file=sys.stderr,
-        )
-    client = _client(config, str(fallback), block_seconds)
-    try:
-        client.ping()
-    except (ConnectionError, TimeoutError, ResponseError) as exc:
-        client.close()
-        raise _unavailable(exc, str(fallback)) from None
-    return client, str(fallback)
+def connect(target: Target) -> tuple[redis.Redis, str]:
+    """A client on the first URL of `target` that answers a PING, and that URL."""
+    for index, url in enumerate(target.urls):
+        client = _client(target, url)
+        try:
+            client.ping()
+            return client, url
+        except RedisError as exc:
+            client.close()
+            last = index + 1 == len(target.urls)
+            if last or isinstance(exc, AuthenticationError) or \
+                    not isinstance(exc, (ConnectionError, TimeoutError)):
+                raise unavailable(exc, url) from None
+            log.warning("cfn: Redis %s unreachable (%s); using fallback %s",
+                        mask_url(url), exc, mask_url(target.urls[index + 1]))
+    raise BackendUnavailable("no Redis URL to connect to; set REDIS_URL")
 
 
-def _unavailable(exc: Exception, url: str) -> BackendUnavailable:
+def unavailable(exc: Exception, url: str) -> BackendUnavailable:
+    """The BackendUnavailable (exit 4) that a Redis error at `url` means to a user."""
     where = mask_url(url)
     if isinstance(exc, NoPermissionError):
         return BackendUnavailable(
@@ -87,21 +108,9 @@ def _unavailable(exc: Exception, url: str) -> BackendUnavailable:
         return BackendUnavailable(
             f"Redis at {where} refused us: {exc}; check REDIS_USERNAME and REDIS_PASSWORD"
         )
-    if isinstance(exc, ResponseError):
-        return BackendUnavailable(f"Redis at {where} refused the command: {exc}")
-    return BackendUnavailable(
-        f"cannot reach Redis at {where}: {exc}; start it, or point REDIS_URL "
-        "(or REDIS_FALLBACK_1) at a running server"
-    )
-
-
-@contextmanager
-def session(config: Config, block_seconds: float = 0.0) -> Iterator[redis.Redis]:
-    """A connected client; Redis failures inside the block become BackendUnavailable."""
-    client, url = _connect(config, block_seconds)
-    try:
-        yield client
-    except (ConnectionError, TimeoutError, ResponseError) as exc:
-        raise _unavailable(exc, url) from None
-    finally:
-        client.close()
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        return BackendUnavailable(
+            f"cannot reach Redis at {where}: {exc}; start it, or point REDIS_URL "
+            "(or REDIS_FALLBACK_1) at a running server"
+        )
+    return BackendUnavailable(f"Redis at {where} refused the command: {exc}")

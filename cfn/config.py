@@ -1,16 +1,19 @@
 """Configuration, resolved in one place: flag > environment > project file > default.
 
 The project file is `cfn.toml` at the project root: flat `name = value` pairs
-using the setting names below. `cfn config` prints each value and its source.
+using the setting names below, plus `[providers.NAME]` tables (base_url, model and
+key_env, the *name* of the variable holding the key). `cfn config` prints each value
+and its source.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from cfn import defaults
 from cfn.errors import InvalidInput
 
 CONFIG_FILE = "cfn.toml"
@@ -19,8 +22,8 @@ STATE_DIR = ".cfn"
 
 def _positive_float(text: str) -> float:
     value = float(text)
-    if not value > 0:
-        raise ValueError("must be greater than 0")
+    if not 0 < value < float("inf"):
+        raise ValueError("must be a finite number greater than 0")
     return value
 
 
@@ -45,6 +48,20 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _switch(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("must be on or off (true/false, 1/0)")
+
+
+def _names(text: str) -> tuple[str, ...]:
+    """A comma-separated list (a TOML list arrives here joined by commas)."""
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -62,40 +79,85 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("redis_password", ("REDIS_PASSWORD",), None, "Redis password", secret=True),
     Setting("redis_fallback_1", ("REDIS_FALLBACK_1",), None,
             "second Redis, used when the primary is unreachable"),
-    Setting("connect_timeout", ("CFN_CONNECT_TIMEOUT",), 10.0,
+    Setting("connect_timeout", ("CFN_CONNECT_TIMEOUT",), defaults.CONNECT_TIMEOUT_S,
             "seconds to wait for a Redis connection", _positive_float),
-    Setting("retries", ("CFN_RETRIES",), 3,
+    Setting("retries", ("CFN_RETRIES",), defaults.RETRIES,
             "retries of a Redis command after a connection error", _non_negative_int),
-    Setting("key_ttl", ("CFN_KEY_TTL",), 7 * 24 * 3600,
+    Setting("key_ttl", ("CFN_KEY_TTL",), defaults.KEY_TTL_S,
             "seconds signals, results and completions live after their last write",
             _positive_int),
-    Setting("max_payload", ("CFN_MAX_PAYLOAD",), 1024 * 1024,
+    Setting("max_payload", ("CFN_MAX_PAYLOAD",), defaults.MAX_PAYLOAD_BYTES,
             "largest value, payload or result accepted, in bytes", _positive_int),
-    Setting("agent_image", ("CFN_AGENT_IMAGE",), "localhost/cfn-agent:latest",
+    Setting("agent_image", ("CFN_AGENT_IMAGE",), defaults.AGENT_IMAGE,
             "image the container runtime runs agents in"),
+    Setting("agent_network", ("CFN_AGENT_NETWORK",), None,
+            "container network agents join (default: the engine's)"),
     Setting("agent_acl", ("CFN_AGENT_ACL",), "on",
             "give each agent a Redis ACL user limited to its task's keys (on/off)"),
     Setting("token_secret", ("CFN_TOKEN_SECRET",), None,
             "agent token signing secret; unset: generated once into the state directory",
             secret=True),
-    Setting("skill_approve_risk", ("CFN_SKILL_APPROVE_RISK",), 0.30,
+    Setting("custom_routing", ("CFN_CUSTOM_ROUTING",), False,
+            "route agents by profile, complexity and cost (off: every agent uses anthropic)",
+            _switch),
+    Setting("default_provider", ("DEFAULT_PROVIDER",), defaults.DEFAULT_PROVIDER,
+            "provider for agents with no other routing reason (custom routing on)"),
+    Setting("cost_provider", ("COST_PROVIDER",), defaults.COST_PROVIDER,
+            "provider for cost-sensitive agents (custom routing on)"),
+    Setting("high_complexity_provider", ("HIGH_COMPLEXITY_PROVIDER",),
+            defaults.HIGH_COMPLEXITY_PROVIDER,
+            "provider for high-complexity tasks (custom routing on)"),
+    Setting("fallback_providers", ("CFN_FALLBACK_PROVIDERS",), (),
+            "providers an agent moves to, in order, after a rate limit or overload", _names),
+    Setting("compose", ("CFN_COMPOSE",), None,
+            "compose command for worktree stacks (default: docker compose, podman-compose, "
+            "docker-compose, whichever is found)"),
+    Setting("skill_approve_risk", ("CFN_SKILL_APPROVE_RISK",), defaults.SKILL_APPROVE_RISK,
             "skills auto-approve at this risk or lower (with enough coverage)", _fraction),
-    Setting("skill_approve_coverage", ("CFN_SKILL_APPROVE_COVERAGE",), 0.95,
+    Setting("skill_approve_coverage", ("CFN_SKILL_APPROVE_COVERAGE",),
+            defaults.SKILL_APPROVE_COVERAGE,
             "skills auto-approve only at this test coverage or higher", _fraction),
-    Setting("skill_escalate_risk", ("CFN_SKILL_ESCALATE_RISK",), 0.60,
+    Setting("skill_escalate_risk", ("CFN_SKILL_ESCALATE_RISK",), defaults.SKILL_ESCALATE_RISK,
             "skills above this risk are escalated", _fraction),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
 
 
 @dataclass(frozen=True)
+class Provider:
+    """An Anthropic-compatible endpoint. `key_env` names the variable holding its key
+    (None: the agent CLI's own login, e.g. a Claude Max subscription); the key itself is
+    read from the environment when an agent starts and is never configuration."""
+
+    name: str
+    base_url: str | None  # None: no Anthropic-compatible endpoint known; configure one
+    model: str
+    key_env: str | None
+
+
+BUILTIN_PROVIDERS: tuple[Provider, ...] = (
+    Provider("anthropic", "https://api.anthropic.com", "claude-sonnet-4-5", "ANTHROPIC_API_KEY"),
+    Provider("zai", "https://api.z.ai/api/anthropic", "glm-4.6", "ZAI_API_KEY"),
+    Provider("kimi", "https://api.moonshot.ai/anthropic", "kimi-latest", "KIMI_API_KEY"),
+    Provider("openrouter", "https://openrouter.ai/api", "anthropic/claude-3.5-sonnet",
+             "OPENROUTER_API_KEY"),
+    Provider("max", "https://api.anthropic.com", "claude-opus-4-1", None),
+    Provider("gemini", None, "gemini-2.0-flash-exp", "GEMINI_API_KEY"),
+    Provider("xai", "https://api.x.ai", "grok-beta", "XAI_API_KEY"),
+)
+PROVIDER_FIELDS = ("base_url", "model", "key_env")
+
+
+@dataclass(frozen=True)
 class Config:
-    """Resolved settings. `sources[name]` says where each value came from."""
+    """Resolved settings. `sources[name]` says where each value came from; provider
+    fields appear there as `providers.NAME.FIELD`."""
 
     root: Path
     home: Path
     values: Mapping[str, object]
     sources: Mapping[str, str]
+    providers: Mapping[str, Provider] = field(default_factory=dict)
 
     def __getattr__(self, name: str) -> object:
         try:
@@ -105,6 +167,9 @@ class Config:
 
     def shown(self, name: str) -> object:
         """The value as it may be displayed: secrets and URL passwords masked."""
+        if name.startswith("providers."):
+            _, provider, attribute = name.split(".")
+            return getattr(self.providers[provider], attribute)
         value = self.values[name]
         if value is None:
             return None
@@ -113,7 +178,21 @@ class Config:
             return "****"
         if name.endswith("url") or name.startswith("redis_fallback"):
             return mask_url(str(value))
+        if isinstance(value, tuple):
+            return ",".join(value)
         return value
+
+    def to_dict(self) -> dict:
+        """A JSON-able copy (secrets included) for a trusted process of ours, on a pipe."""
+        return {"root": str(self.root), "home": str(self.home), "values": dict(self.values),
+                "sources": dict(self.sources),
+                "providers": {name: asdict(p) for name, p in self.providers.items()}}
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> Config:
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data["values"].items()}
+        return cls(Path(data["root"]), Path(data["home"]), values, data["sources"],
+                   {name: Provider(**p) for name, p in data["providers"].items()})
 
 
 def mask_url(url: str) -> str:
@@ -152,7 +231,7 @@ def read_toml(path: Path, what: str) -> dict:
 
 def _read_file(path: Path) -> dict[str, object]:
     data = read_toml(path, "cannot read")
-    unknown = sorted(set(data) - set(_BY_NAME) - {"home"})
+    unknown = sorted(set(data) - set(_BY_NAME) - {"home", "providers"})
     if unknown:
         raise InvalidInput(
             f"{path}: unknown setting(s) {', '.join(unknown)}; known: "
@@ -162,6 +241,8 @@ def _read_file(path: Path) -> dict[str, object]:
 
 
 def _parse(setting: Setting, raw: object, source: str) -> object:
+    if isinstance(raw, (list, tuple)):
+        raw = ",".join(map(str, raw))
     if setting.parse is str:
         return str(raw)
     try:
@@ -177,6 +258,10 @@ def resolve(
 ) -> Config:
     """Resolve every setting: explicit flag > environment variable > cfn.toml > default."""
     flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    unknown = sorted(set(flags) - set(_BY_NAME))
+    if unknown:
+        raise InvalidInput(f"unknown setting(s) {', '.join(unknown)}; known: "
+                           + ", ".join(sorted(_BY_NAME)))
     env = os.environ if env is None else env
     root = find_root((cwd or Path.cwd()).resolve())
     config_path = root / CONFIG_FILE
@@ -191,7 +276,50 @@ def resolve(
 
     home, sources["home"] = _home(env, file_values, root, config_path)
     values["home"] = str(home)
-    return Config(root=root, home=home, values=values, sources=sources)
+    providers = _providers(env, file_values.get("providers", {}), config_path, sources)
+    return Config(root=root, home=home, values=values, sources=sources, providers=providers)
+
+
+def _providers(env: Mapping[str, str], file_table: object, config_path: Path,
+               sources: dict[str, str]) -> dict[str, Provider]:
+    """The built-in providers, then `[providers.NAME]` tables of cfn.toml, then
+    CFN_PROVIDER_<NAME>_{BASE_URL,MODEL,KEY_ENV}; records each field's source."""
+    if not isinstance(file_table, dict):
+        raise InvalidInput(f"{config_path}: providers must be tables, e.g. [providers.zai]")
+    table = {p.name: asdict(p) for p in BUILTIN_PROVIDERS}
+    for p in BUILTIN_PROVIDERS:
+        for attribute in PROVIDER_FIELDS:
+            sources[f"providers.{p.name}.{attribute}"] = "default"
+    for name, fields in file_table.items():
+        _merge_provider(table, name, fields, f"file {config_path}", sources)
+    for name in list(table):
+        prefix = f"CFN_PROVIDER_{name.upper()}_"
+        for var in sorted(k for k in env if k.startswith(prefix)):
+            _merge_provider(table, name, {var[len(prefix):].lower(): env[var]}, f"env {var}",
+                            sources)
+    return {name: Provider(**fields) for name, fields in table.items()}
+
+
+def _merge_provider(table: dict, name: str, fields: object, where: str,
+                    sources: dict[str, str]) -> None:
+    from cfn.ids import validate_id
+
+    validate_id(name, "provider")
+    if not isinstance(fields, dict):
+        raise InvalidInput(f"provider {name} in {where} must be a table of "
+                           f"{', '.join(PROVIDER_FIELDS)}")
+    unknown = sorted(set(fields) - set(PROVIDER_FIELDS))
+    if unknown:
+        raise InvalidInput(f"provider {name} in {where}: unknown field(s) {', '.join(unknown)}; "
+                           f"use {', '.join(PROVIDER_FIELDS)} (a key never goes here: name "
+                           "the variable that holds it in key_env)")
+    if name not in table and not {"base_url", "model"} <= set(fields):
+        raise InvalidInput(f"new provider {name} in {where} needs base_url and model")
+    entry = table.setdefault(name, {"name": name, "base_url": None, "model": "",
+                                    "key_env": None})
+    for attribute, value in fields.items():
+        entry[attribute] = (str(value) or None) if attribute != "model" else str(value)
+        sources[f"providers.{name}.{attribute}"] = where
 
 
 def _lookup(setting, flags, env, file_values, config_path) -> tuple[object, str]:

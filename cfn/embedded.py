@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import fcntl
 import importlib.util
+import logging
 import os
 import shutil
 import signal
 import socket
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -21,6 +21,7 @@ from pathlib import Path
 
 from cfn.errors import BackendUnavailable
 
+log = logging.getLogger(__name__)
 START_DEADLINE = 10.0
 # AF_UNIX paths are limited to 108 bytes; deeper state dirs get a socket in /tmp.
 _MAX_SOCKET_PATH = 100
@@ -116,11 +117,8 @@ def start(home: Path) -> Status:
             return status(home)
         _launch(home, path)
         current = status(home)
-    print(
-        f"cfn: started embedded redis-server (pid {current.pid}) on {current.url}; "
-        "`cfn redis stop` stops it",
-        file=sys.stderr,
-    )
+    log.info("cfn: started embedded redis-server (pid %s) on %s; `cfn redis stop` stops it",
+                current.pid, current.url)
     return current
 
 

@@ -14,56 +14,16 @@ removed from it.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
+from cfn import defaults
+from cfn.config import BUILTIN_PROVIDERS, Config, Provider
 from cfn.errors import InvalidInput
-
-
-@dataclass(frozen=True)
-class Provider:
-    name: str
-    base_url: str | None  # None: no Anthropic-compatible endpoint known; configure one
-    model: str
-    key_env: str | None  # None: the agent CLI's own login (e.g. a Claude Max subscription)
-
-
-BUILTIN: dict[str, Provider] = {p.name: p for p in (
-    Provider("anthropic", "https://api.anthropic.com", "claude-sonnet-4-5", "ANTHROPIC_API_KEY"),
-    Provider("zai", "https://api.z.ai/api/anthropic", "glm-4.6", "ZAI_API_KEY"),
-    Provider("kimi", "https://api.moonshot.ai/anthropic", "kimi-latest", "KIMI_API_KEY"),
-    Provider("openrouter", "https://openrouter.ai/api", "anthropic/claude-3.5-sonnet",
-             "OPENROUTER_API_KEY"),
-    Provider("max", "https://api.anthropic.com", "claude-opus-4-1", None),
-    Provider("gemini", None, "gemini-2.0-flash-exp", "GEMINI_API_KEY"),
-    Provider("xai", "https://api.x.ai", "grok-beta", "XAI_API_KEY"),
-)}
 
 # every variable through which a key could reach a provider it was not meant for
 _CREDENTIAL_VARS = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BASE_URL",
                     "ANTHROPIC_MODEL", "CLAUDE_CODE_OAUTH_TOKEN")
-
-
-def providers(env: Mapping[str, str] | None = None) -> dict[str, Provider]:
-    """The provider table: built-ins overridden by
-    CFN_PROVIDER_<NAME>_{BASE_URL,MODEL,KEY_ENV} environment variables."""
-    env = os.environ if env is None else env
-    table = dict(BUILTIN)
-    for name in list(table):
-        prefix = f"CFN_PROVIDER_{name.upper()}_"
-        fields = {k[len(prefix):].lower(): v for k, v in env.items() if k.startswith(prefix)}
-        if fields:
-            table[name] = _override(table[name], name, fields, "environment")
-    return table
-
-
-def _override(base: Provider, name: str, fields: Mapping[str, str], where: str) -> Provider:
-    unknown = set(fields) - {"base_url", "model", "key_env"}
-    if unknown:
-        raise InvalidInput(f"provider {name} in {where}: unknown field(s) {', '.join(unknown)}; "
-                           "use BASE_URL, MODEL, KEY_ENV")
-    return replace(base, **{k: (v or None) if k == "key_env" else v for k, v in fields.items()})
 
 
 @dataclass(frozen=True)
@@ -75,26 +35,20 @@ class Route:
     skipped: tuple[str, ...] = field(default_factory=tuple)  # fallbacks without a key
 
 
-def _flag(env: Mapping[str, str], name: str) -> bool:
-    return env.get(name, "").lower() in ("1", "true", "yes", "on")
-
-
 def select(
-    *, profile_provider: str | None = None, explicit: str | None = None,
-    complexity: str | None = None, cost_sensitive: bool = False,
-    profile_fallback: tuple[str, ...] = (), env: Mapping[str, str] | None = None,
-    table: Mapping[str, Provider] | None = None,
+    config: Config, env: Mapping[str, str], *, profile_provider: str | None = None,
+    explicit: str | None = None, complexity: str | None = None, cost_sensitive: bool = False,
+    profile_fallback: tuple[str, ...] = (),
 ) -> Route:
-    """Choose the provider chain for an agent and say why."""
-    env = os.environ if env is None else env
-    table = providers(env) if table is None else table
-    first, why = _first_choice(explicit, profile_provider, complexity, cost_sensitive, env)
+    """Choose the provider chain for an agent and say why. `env` is only asked whether
+    each provider's key is present."""
+    table = config.providers
+    first, why = _first_choice(config, explicit, profile_provider, complexity, cost_sensitive)
     if first not in table:
         raise InvalidInput(f"unknown provider {first!r} ({why}); known: {', '.join(sorted(table))}")
     resolve(table[first], env)  # the chosen provider must be usable: a clear error if not
     chain, skipped = [first], []
-    fallback = [p.strip() for p in env.get("CFN_FALLBACK_PROVIDERS", "").split(",") if p.strip()]
-    for name in (*fallback, *profile_fallback):
+    for name in (*config.fallback_providers, *profile_fallback):
         if name not in table:
             raise InvalidInput(f"unknown fallback provider {name!r}; known: "
                                f"{', '.join(sorted(table))}")
@@ -108,19 +62,19 @@ def select(
     return Route(tuple(chain), (why,), tuple(skipped))
 
 
-def _first_choice(explicit, profile_provider, complexity, cost_sensitive, env) -> tuple[str, str]:
+def _first_choice(config: Config, explicit, profile_provider, complexity,
+                  cost_sensitive) -> tuple[str, str]:
     if explicit:
         return explicit, "given explicitly"
-    if not _flag(env, "CFN_CUSTOM_ROUTING"):
-        return "anthropic", "CFN_CUSTOM_ROUTING is off"
+    if not config.custom_routing:
+        return defaults.ROUTING_OFF_PROVIDER, "custom routing is off (CFN_CUSTOM_ROUTING)"
     if profile_provider:
         return profile_provider, "the agent profile names it"
     if complexity == "high":
-        return env.get("HIGH_COMPLEXITY_PROVIDER") or "anthropic", "high complexity " \
-            "(HIGH_COMPLEXITY_PROVIDER)"
+        return config.high_complexity_provider, "high complexity (HIGH_COMPLEXITY_PROVIDER)"
     if cost_sensitive:
-        return env.get("COST_PROVIDER") or "zai", "cost sensitive (COST_PROVIDER)"
-    return env.get("DEFAULT_PROVIDER") or "kimi", "default (DEFAULT_PROVIDER)"
+        return config.cost_provider, "cost sensitive (COST_PROVIDER)"
+    return config.default_provider, "default (DEFAULT_PROVIDER)"
 
 
 @dataclass(frozen=True)
@@ -147,7 +101,7 @@ def resolve(provider: Provider, env: Mapping[str, str]) -> Resolved:
 def agent_env_without_credentials(base: Mapping[str, str],
                                   extra_keys: tuple[str, ...] = ()) -> dict[str, str]:
     """`base` without any variable that could carry a provider key."""
-    known = {p.key_env for p in BUILTIN.values() if p.key_env} | set(extra_keys)
+    known = {p.key_env for p in BUILTIN_PROVIDERS if p.key_env} | set(extra_keys)
     return {k: v for k, v in base.items()
             if k not in _CREDENTIAL_VARS and k not in known and not k.endswith("_API_KEY")}
 

@@ -28,11 +28,12 @@ def wait(cfn, task, *agents, timeout="60", env=None):
 
 
 def heartbeat(r, task, agent, deadline=20):
+    """The supervisor's first heartbeat (the spawner's claim comes before it)."""
     end = time.monotonic() + deadline
     while time.monotonic() < end:
-        raw = r.get(keys.heartbeat(task, agent))
-        if raw:
-            return json.loads(raw)
+        beat = json.loads(r.get(keys.heartbeat(task, agent)) or "{}")
+        if "supervisor_pid" in beat:
+            return beat
         time.sleep(0.05)
     raise AssertionError("agent never started")
 

@@ -1,15 +1,22 @@
 import json
+from pathlib import Path
 
 import pytest
 
 from cfn import routing
+from cfn.config import resolve
 from cfn.errors import InvalidInput
 
 KEYS = {"ANTHROPIC_API_KEY": "sk-a", "ZAI_API_KEY": "sk-z", "KIMI_API_KEY": "sk-k"}
 
 
+def select(env, **kw):
+    """Routing as configured by `env` alone (no cfn.toml), with keys looked up there too."""
+    return routing.select(resolve(env=env, cwd=Path("/")), env, **kw)
+
+
 def choose(env, **kw):
-    return routing.select(env={**KEYS, **env}, **kw).chain[0]
+    return select({**KEYS, **env}, **kw).chain[0]
 
 
 def test_routing_off_uses_anthropic_and_explicit_always_wins():
@@ -36,17 +43,17 @@ def test_selection_order_as_in_the_seed():
 ])
 def test_clear_errors(env, kw, message):
     with pytest.raises(InvalidInput, match=message):
-        routing.select(env={**KEYS, **env}, **kw)
+        select({**KEYS, **env}, **kw)
 
 
 def test_fallback_chain_skips_providers_without_a_key():
-    route = routing.select(env={"ANTHROPIC_API_KEY": "a", "ZAI_API_KEY": "z",
-                                "CFN_FALLBACK_PROVIDERS": "openrouter, zai"})
+    route = select({"ANTHROPIC_API_KEY": "a", "ZAI_API_KEY": "z",
+                    "CFN_FALLBACK_PROVIDERS": "openrouter, zai"})
     assert route.chain == ("anthropic", "zai") and route.skipped == ("openrouter",)
 
 
 def test_a_key_only_goes_to_its_own_provider():
-    table = routing.providers({})
+    table = resolve(env={}, cwd=Path("/")).providers
     resolved = routing.resolve(table["zai"], KEYS)
     env = routing.agent_env(resolved, None, {"PATH": "/bin", **KEYS, "OTHER_API_KEY": "x",
                                              "ANTHROPIC_BASE_URL": "https://evil"})
@@ -55,15 +62,15 @@ def test_a_key_only_goes_to_its_own_provider():
 
 
 def test_environment_overrides_the_table():
-    table = routing.providers({"CFN_PROVIDER_ZAI_BASE_URL": "http://127.0.0.1:9",
-                               "CFN_PROVIDER_ZAI_MODEL": "glm-5"})
+    table = resolve(env={"CFN_PROVIDER_ZAI_BASE_URL": "http://127.0.0.1:9",
+                         "CFN_PROVIDER_ZAI_MODEL": "glm-5"}, cwd=Path("/")).providers
     assert (table["zai"].base_url, table["zai"].model) == ("http://127.0.0.1:9", "glm-5")
     with pytest.raises(InvalidInput, match="unknown field"):
-        routing.providers({"CFN_PROVIDER_ZAI_COLOR": "red"})
+        resolve(env={"CFN_PROVIDER_ZAI_COLOR": "red"}, cwd=Path("/"))
 
 
 def test_model_follows_the_provider():
-    table = routing.providers({})
+    table = resolve(env={}, cwd=Path("/")).providers
     assert routing.model_for("anthropic", "anthropic", "claude-opus-4-1", table) == \
         "claude-opus-4-1"
     assert routing.model_for("zai", "anthropic", "claude-opus-4-1", table) == "glm-4.6"

@@ -106,7 +106,7 @@ def test_cli_skills_flow(cfn, skill_file):
     assert bad.returncode == 2
 
 
-def test_two_processes_writing_at_once_lose_nothing(tmp_path):
+def test_two_processes_writing_at_once_lose_nothing(tmp_path, redis_socket):
     home = tmp_path / ".cfn"
     db = open_db(home)
     for i in range(2):
@@ -119,15 +119,18 @@ from pathlib import Path
 from cfn import skills
 from cfn.db import open_db
 from cfn.coordination.decisions import Decision
-from cfn.db.records import record_decision
+from cfn.history import decide
+import redis
+r = redis.Redis(unix_socket_path=sys.argv[3])
 db = open_db(Path(sys.argv[1]))
 name = sys.argv[2]
 for i in range(150):
     skills.decide(db, name, "approve", agent_id="w" + name, confidence=0.5, note=str(i))
-    record_decision(db, Decision("task-" + name, "ITERATE", iteration=i + 1))
+    decide(r, db, Decision("task-" + name, "ITERATE", iteration=i + 1), ttl=60)
 """
-    procs = [subprocess.Popen([sys.executable, "-c", writer, str(home), f"s{i}"],
-                              stderr=subprocess.PIPE, text=True) for i in range(2)]
+    procs = [subprocess.Popen([sys.executable, "-c", writer, str(home), f"s{i}",
+                               str(redis_socket)], stderr=subprocess.PIPE, text=True)
+             for i in range(2)]
     errors = [p.communicate(timeout=120)[1] for p in procs]
     assert all(p.returncode == 0 for p in procs), errors
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

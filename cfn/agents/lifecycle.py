@@ -1,4 +1,4 @@
-"""Following agents after spawn: list, wait, stop, logs.
+"""Following agents after spawn: list, wait, stop.
 
 Liveness comes from the supervisor's heartbeat key (a short TTL), not from
 PIDs: a run whose heartbeat vanished without a completion record is lost,
@@ -11,65 +11,48 @@ import json
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-import redis
-
-from cfn import keys
-from cfn.coordination import completion
+from cfn import defaults, keys
+from cfn.agents import runs
+from cfn.coordination import agents as agent_state
+from cfn.coordination import completion, streams
 from cfn.errors import NegativeOutcome
-from cfn.ids import validate_id
 
-LIVE = ("starting", "running")
-# a supervisor writes its first heartbeat right after starting the agent
-STARTUP_GRACE_S = 15.0
-CHECK_EVERY_S = 1.0
+if TYPE_CHECKING:
+    from cfn.project import Project
 
 
-def runs(db, task_id: str | None = None, latest_only: bool = True) -> list[dict]:
-    """Agent runs from the database, newest last (only each agent's latest run by default)."""
-    where, args = ("WHERE task_id = ?", [validate_id(task_id, "task ID")]) if task_id else ("", [])
-    rows = list(db.query(f"SELECT * FROM agents {where} ORDER BY id", args))
-    if latest_only:
-        latest = {(row["task_id"], row["agent_id"]): row for row in rows}
-        rows = sorted(latest.values(), key=lambda row: row["id"])
-    return rows
-
-
-def _heartbeat(r: redis.Redis, row: dict) -> dict | None:
-    raw = r.get(keys.heartbeat(row["task_id"], row["agent_id"]))
-    return json.loads(raw) if raw else None
-
-
-def _is_lost(r: redis.Redis, row: dict) -> bool:
+def _is_lost(project: Project, row: dict) -> bool:
     """A live-looking run whose supervisor no longer beats."""
-    if row["status"] not in LIVE or _heartbeat(r, row):
+    if row["status"] not in runs.LIVE or \
+            agent_state.heartbeat(project.redis, row["task_id"], row["agent_id"]):
         return False
     started = datetime.fromisoformat(row["started_at"].replace("Z", "+00:00")).timestamp()
-    return time.time() - started > STARTUP_GRACE_S or row["status"] == "running"
+    return time.time() - started > defaults.STARTUP_GRACE_S or row["status"] == "running"
 
 
-def with_liveness(r: redis.Redis, db, rows: list[dict]) -> list[dict]:
+def with_liveness(project: Project, rows: list[dict]) -> list[dict]:
     """Rows with status `lost` where the supervisor died; records it too."""
     for row in rows:
-        if _is_lost(r, row):
-            mark_lost(r, db, row)
+        if _is_lost(project, row):
+            mark_lost(project, row)
             row["status"] = "lost"
     return rows
 
 
-def mark_lost(r: redis.Redis, db, row: dict) -> None:
+def mark_lost(project: Project, row: dict) -> None:
     """Record a run whose supervisor died as failed, in SQLite and in the completion stream."""
-    from cfn.db import records
-
-    records.finish_agent_run(db, row["id"], status="lost", exit_code=None, confidence=None,
-                             handle=row["handle"])
+    runs.finish(project.db, row["id"], status="lost", exit_code=None, confidence=None,
+                handle=row["handle"])
     record = {"status": "lost", "run_id": row["id"], "agent_id": row["agent_id"],
               "task_id": row["task_id"], "error": "supervisor died; agent state unknown"}
-    completion.signal_completion(r, row["task_id"], row["agent_id"], status="failure",
-                                 payload=json.dumps(record), ttl=7 * 24 * 3600,
-                                 max_bytes=1 << 20)
+    completion.signal_completion(project.redis, row["task_id"], row["agent_id"],
+                                 status="failure", payload=json.dumps(record),
+                                 ttl=project.key_ttl, max_bytes=project.max_payload)
 
 
 @dataclass(frozen=True)
@@ -83,13 +66,15 @@ class Waited:
             rec.get("status") == "success" for rec in self.records.values())
 
 
-def wait(r: redis.Redis, db, task_id: str, run_ids: dict[str, int], *, timeout: float,
-         phase: str | None = None, on_record=None) -> Waited:
+def wait(project: Project, task_id: str, run_ids: dict[str, int], *, timeout: float,
+         phase: str | None = None,
+         on_record: Callable[[str, dict], None] | None = None) -> Waited:
     """Block until each agent in `run_ids` (agent -> run ID) completed that run, or timeout.
 
     Blocks on the completion stream a second at a time and checks heartbeats in
     between, so an agent whose supervisor died is reported failed within seconds.
     """
+    r = project.redis
     key = keys.completion(task_id, phase)
     deadline = time.monotonic() + timeout
     done: dict[str, dict] = {}
@@ -109,13 +94,13 @@ def wait(r: redis.Redis, db, task_id: str, run_ids: dict[str, int], *, timeout: 
         if not pending:
             return Waited(done, False)
         for agent in pending:
-            row = latest_run(db, task_id, agent)
-            if row and _is_lost(r, row):
-                mark_lost(r, db, row)  # its completion record arrives on the next read
+            row = runs.latest(project.db, task_id, agent)
+            if row and _is_lost(project, row):
+                mark_lost(project, row)  # its completion record arrives on the next read
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return Waited(done, True)
-        block_ms = max(1, int(min(CHECK_EVERY_S, remaining) * 1000))
+        block_ms = streams.block_ms(min(defaults.LIVENESS_CHECK_S, remaining))
 
 
 def _record(fields: dict[str, str]) -> dict:
@@ -127,19 +112,14 @@ def _record(fields: dict[str, str]) -> dict:
     return record
 
 
-def latest_run(db, task_id: str, agent_id: str) -> dict | None:
-    return next(db.query("SELECT * FROM agents WHERE task_id = ? AND agent_id = ?"
-                         " ORDER BY id DESC LIMIT 1", [task_id, agent_id]), None)
-
-
-def stop(r: redis.Redis, db, task_id: str, agent_id: str | None = None) -> list[str]:
+def stop(project: Project, task_id: str, agent_id: str | None = None) -> list[str]:
     """Ask the supervisors of running agents to stop them; returns the agents asked."""
     asked = []
-    for row in runs(db, task_id):
+    for row in runs.listing(project.db, task_id):
         if agent_id and row["agent_id"] != agent_id:
             continue
-        beat = _heartbeat(r, row)
-        if row["status"] in LIVE and beat:
+        beat = agent_state.heartbeat(project.redis, task_id, row["agent_id"])
+        if row["status"] in runs.LIVE and beat and beat.get("supervisor_pid"):
             try:
                 os.kill(beat["supervisor_pid"], signal.SIGTERM)
                 asked.append(row["agent_id"])

@@ -11,17 +11,23 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import redis
 
 from cfn import keys, routing, tokens, validate
-from cfn.agents import profiles
+from cfn.agents import profiles, runs
 from cfn.agents.runtimes import RUNTIMES
 from cfn.config import Config
+from cfn.coordination import agents as agent_state
 from cfn.errors import InvalidInput
 from cfn.ids import validate_id
+
+if TYPE_CHECKING:
+    from cfn.project import Project
 
 
 @dataclass(frozen=True)
@@ -84,19 +90,21 @@ def _check(request: SpawnRequest, config: Config) -> tuple[profiles.Profile, Pat
     return profile, workspace
 
 
-def _route(r: redis.Redis, request: SpawnRequest, profile: profiles.Profile,
-           table: dict) -> routing.Route:
-    """The provider chain, with providers in cooldown moved to the end."""
+def _route(project: Project, request: SpawnRequest, profile: profiles.Profile,
+           cooling: Callable[[tuple[str, ...]], list[str]] = lambda _chain: []) -> routing.Route:
+    """The provider chain (none for scripted agents), providers in cooldown moved last."""
+    if profile.kind != "claude":
+        return routing.Route(())
     route = routing.select(
-        profile_provider=profile.provider, explicit=request.provider,
+        project.config, os.environ, profile_provider=profile.provider, explicit=request.provider,
         complexity=request.complexity, cost_sensitive=request.cost_sensitive,
-        profile_fallback=profile.fallback, table=table,
+        profile_fallback=profile.fallback,
     )
-    cooling = [p for p in route.chain if r.exists(keys.provider_cooldown(p))]
-    if not cooling or len(cooling) == len(route.chain):
+    cooled = cooling(route.chain)
+    if not cooled or len(cooled) == len(route.chain):
         return route
-    chain = tuple(p for p in route.chain if p not in cooling) + tuple(cooling)
-    return routing.Route(chain, (*route.reasons, f"in cooldown: {', '.join(cooling)}"),
+    chain = tuple(p for p in route.chain if p not in cooled) + tuple(cooled)
+    return routing.Route(chain, (*route.reasons, f"in cooldown: {', '.join(cooled)}"),
                          route.skipped)
 
 
@@ -115,34 +123,40 @@ def _context(request: SpawnRequest, workspace: Path, profile: profiles.Profile,
     }
 
 
-def spawn(config: Config, r: redis.Redis, db, request: SpawnRequest, redis_url: str) -> Spawned:
+def spawn(project: Project, request: SpawnRequest) -> Spawned:
     """Start an agent under a supervisor; returns once the supervisor has its spec."""
-    from cfn.agents.credentials import create_redis_user
-    from cfn.db import records
-
+    config, r = project.config, project.redis
     profile, workspace = _check(request, config)
-    if r.exists(keys.heartbeat(request.task_id, request.agent_id)):
-        raise InvalidInput(f"agent {request.agent_id} of task {request.task_id} is already "
-                           "running; stop it first or use another agent ID")
-    table = routing.providers()
-    route = _route(r, request, profile, table) if profile.kind == "claude" else routing.Route(())
+    route = _route(project, request, profile, lambda chain: agent_state.cooling(r, chain))
     provider = route.chain[0] if route.chain else None
     secret = tokens.signing_secret(config.token_secret, config.home)
-    acl_user = create_redis_user(r, request.task_id, request.agent_id) \
-        if config.agent_acl != "off" else None
+    if not agent_state.claim(r, request.task_id, request.agent_id, os.getpid()):
+        raise InvalidInput(f"agent {request.agent_id} of task {request.task_id} is already "
+                           "running; stop it first or use another agent ID")
+    try:
+        return _start(project, request, profile, workspace, route, provider, secret)
+    except BaseException:
+        agent_state.unclaim(r, request.task_id, request.agent_id)
+        raise
 
+
+def _start(project: Project, request: SpawnRequest, profile: profiles.Profile,
+           workspace: Path, route: routing.Route, provider: str | None, secret: str) -> Spawned:
+    config, r = project.config, project.redis
+    acl_user = agent_state.create_user(r, request.task_id, request.agent_id) \
+        if config.agent_acl != "off" else None
     log_dir = config.home / "agents" / request.task_id
     log_dir.mkdir(parents=True, exist_ok=True)
-    run_id = records.start_agent_run(
-        db, task_id=request.task_id, agent_id=request.agent_id, agent_type=profile.id,
-        runtime=request.runtime, provider=provider,
-        model=routing.model_for(provider, profile.provider, profile.model, table)
-        if provider else None, log_path="", iteration=request.iteration, phase=request.phase)
-    log_path = log_dir / f"{request.agent_id}-{run_id}.log"
-    db.execute("UPDATE agents SET log_path = ? WHERE id = ?", [str(log_path), run_id])
-    spec = build_spec(config, request, profile, workspace, route, redis_url, run_id=run_id,
-                      log_path=log_path, acl_user=acl_user, secret=secret,
+    model = routing.model_for(provider, profile.provider, profile.model, config.providers) \
+        if provider else None
+    run_id, log_path = runs.start(
+        project.db, task_id=request.task_id, agent_id=request.agent_id, agent_type=profile.id,
+        runtime=request.runtime, provider=provider, model=model, log_dir=log_dir,
+        iteration=request.iteration, phase=request.phase)
+    spec = build_spec(config, request, profile, workspace, route, project.redis_url,
+                      run_id=run_id, log_path=log_path, acl_user=acl_user, secret=secret,
                       spawned_at=_server_time(r))
+    spec["target"] = project.target.preferring(project.redis_url).to_dict()
     pid = _launch_supervisor(spec, workspace, log_dir / f"{request.agent_id}-{run_id}.supervisor")
     return Spawned(run_id, request.task_id, request.agent_id, profile.id, request.runtime,
                    provider, route.chain, pid, str(log_path), route.reasons)
@@ -181,29 +195,24 @@ def build_spec(config: Config, request: SpawnRequest, profile: profiles.Profile,
         "cpus": request.cpus or profile.cpus, "image": request.image or config.agent_image,
         "network": request.network, "mounts": mounts, "prompt": request.prompt,
         "instructions": profile.instructions.strip(), "command": list(request.command),
-        "chain": list(route.chain), "phase": request.phase, "home": str(config.home),
-        "redis": {"url": redis_url, "username": config.redis_username,
-                  "password": config.redis_password},
+        "chain": list(route.chain), "phase": request.phase, "config": config.to_dict(),
         "agent_env": agent_env, "acl_user": acl_user.username if acl_user else None,
-        "key_ttl": config.key_ttl, "max_payload": config.max_payload,
         "spawned_at": spawned_at,
     }
 
 
-def kubernetes_dry_run(config: Config, request: SpawnRequest) -> list[dict]:
+def kubernetes_dry_run(project: Project, request: SpawnRequest) -> list[dict]:
     """The Secret and Job a kubernetes spawn would create, secrets redacted; starts nothing."""
-    from cfn.agents.credentials import RedisUser
     from cfn.agents.runtimes.kubernetes import manifests
     from cfn.agents.supervisor import Supervisor
 
+    config = project.config
     profile, workspace = _check(request, config)
-    route = routing.select(
-        profile_provider=profile.provider, explicit=request.provider,
-        complexity=request.complexity, cost_sensitive=request.cost_sensitive,
-        profile_fallback=profile.fallback) if profile.kind == "claude" else routing.Route(())
+    route = _route(project, request, profile)
     spec = build_spec(config, request, profile, workspace, route,
                       str(config.redis_url or "redis://redis:6379"), run_id=0,
-                      log_path=Path("/dev/null"), acl_user=RedisUser("<created-at-spawn>", "x"),
+                      log_path=Path("/dev/null"),
+                      acl_user=agent_state.RedisUser("<created-at-spawn>", "x"),
                       secret="x" * tokens.MIN_SECRET_BYTES, spawned_at=0.0)
     run_request = Supervisor(spec).request(route.chain[0] if route.chain else None, 0)
     return manifests(run_request, redact=True)

@@ -12,20 +12,23 @@ Run as: python -m cfn.agents.supervisor  (spec on stdin)
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import sys
 import time
 from pathlib import Path
 
-from cfn import routing
+from cfn import defaults, routing
 from cfn.agents import outcome as outcomes
-from cfn.agents import runtimes
+from cfn.agents import runs, runtimes
 from cfn.agents.profiles import parse as parse_profile
+from cfn.backend import Target
+from cfn.config import Config
+from cfn.coordination import agents as agent_state
+from cfn.project import Project
 
-HEARTBEAT_EVERY_S = 2.0
-HEARTBEAT_TTL_S = 10
-COOLDOWN_S = 60
+log = logging.getLogger("cfn.supervisor")
 
 
 class Supervisor:
@@ -33,8 +36,9 @@ class Supervisor:
         self.spec = spec
         self.profile = parse_profile(spec["profile"], spec["profile_source"])
         self.stop_requested = False
-        self._redis = None
-        self._db = None
+        # the spawner's project, connecting first to the Redis the spawner reached
+        target = Target.from_dict(spec["target"]) if "target" in spec else None
+        self.project = Project(Config.from_dict(spec["config"]), target=target)
 
     # --- the agent ---------------------------------------------------------
 
@@ -44,7 +48,7 @@ class Supervisor:
         base.update(spec["agent_env"])  # CFN_*, REDIS_* credentials, context
         if provider is None:
             return routing.agent_env_without_credentials(base)
-        resolved = routing.resolve(routing.providers()[provider], os.environ)
+        resolved = routing.resolve(self.project.config.providers[provider], os.environ)
         env = routing.agent_env(resolved, self.model(provider), base)
         env["CLAUDE_CODE_MAX_RETRIES"] = str(self.profile.max_retries)
         if self.profile.max_tokens:
@@ -53,7 +57,7 @@ class Supervisor:
 
     def model(self, provider: str) -> str:
         return routing.model_for(provider, self.profile.provider, self.profile.model,
-                                 routing.providers())
+                                 self.project.config.providers)
 
     def argv(self, provider: str | None) -> list[str]:
         if self.spec["command"]:
@@ -81,7 +85,7 @@ class Supervisor:
         run = runtimes.start(self.spec["runtime"], self.request(provider, run_id))
         started = time.monotonic()
         self.heartbeat(run_id, run.handle)
-        records().mark_running(self.db(), run_id, run.handle)
+        runs.mark_running(self.project.sqlite, run_id, run.handle)
         try:
             return self.watch(run, started)
         finally:
@@ -91,7 +95,7 @@ class Supervisor:
         deadline = started + self.spec["timeout"]
         forced = None
         while True:
-            code = run.wait(min(HEARTBEAT_EVERY_S, max(0.0, deadline - time.monotonic())))
+            code = run.wait(min(defaults.HEARTBEAT_EVERY_S, max(0.0, deadline - time.monotonic())))
             if code is not None:
                 break
             if self.stop_requested or time.monotonic() >= deadline:
@@ -109,44 +113,16 @@ class Supervisor:
             result.status, result.error = "killed", f"killed by signal {-code}"
         return result
 
-    # --- Redis and SQLite ----------------------------------------------------
-
-    def redis(self):
-        if self._redis is None:
-            import redis
-
-            conn = self.spec["redis"]
-            self._redis = redis.Redis.from_url(
-                conn["url"], username=conn["username"], password=conn["password"],
-                decode_responses=True, driver_info=None, socket_connect_timeout=10,
-            )
-        return self._redis
-
-    def db(self):
-        """The project database (the spawner migrated it), without sqlite-utils' imports."""
-        if self._db is None:
-            from cfn.db import connect_raw, db_path
-
-            self._db = connect_raw(db_path(Path(self.spec["home"])))
-        return self._db
-
-    def heartbeat_key(self) -> str:
-        from cfn import keys
-
-        return keys.heartbeat(self.spec["task_id"], self.spec["agent_id"])
+    # --- Redis ---------------------------------------------------------------------
 
     def heartbeat(self, run_id: int, handle: str) -> None:
-        self._beat = json.dumps({"supervisor_pid": os.getpid(), "run_id": run_id,
-                                 "handle": handle, "runtime": self.spec["runtime"]})
+        self._beat = {"supervisor_pid": os.getpid(), "run_id": run_id, "handle": handle,
+                      "runtime": self.spec["runtime"]}
         self.heartbeat_refresh()
 
     def heartbeat_refresh(self) -> None:
-        self.redis().set(self.heartbeat_key(), self._beat, ex=HEARTBEAT_TTL_S)
-
-    def cooldown(self, provider: str) -> None:
-        from cfn import keys
-
-        self.redis().set(keys.provider_cooldown(provider), str(time.time()), ex=COOLDOWN_S)
+        agent_state.beat(self.project.redis, self.spec["task_id"], self.spec["agent_id"],
+                         self._beat)
 
     # --- the whole run -------------------------------------------------------
 
@@ -156,67 +132,56 @@ class Supervisor:
         for index, provider in enumerate(chain):
             result = self.attempt(provider, run_id)
             if result.provider_error and index + 1 < len(chain) and not self.stop_requested:
-                self.cooldown(provider)
-                records().finish_agent_run(self.db(), run_id, status="provider-error",
-                                           exit_code=result.exit_code, confidence=None,
-                                           handle=None)
-                self.log(f"provider {provider} failed ({result.provider_error}); "
-                         f"moving to {chain[index + 1]}")
-                run_id = records().retry_agent_run(self.db(), run_id, provider=chain[index + 1],
-                                                   model=self.model(chain[index + 1]))
+                agent_state.cool_down(self.project.redis, provider)
+                runs.finish(self.project.sqlite, run_id, status="provider-error",
+                            exit_code=result.exit_code, confidence=None, handle=None)
+                log.warning("cfn supervisor [%s]: provider %s failed (%s); moving to %s",
+                            self.spec["agent_id"], provider, result.provider_error,
+                            chain[index + 1])
+                run_id = runs.retry(self.project.sqlite, run_id, provider=chain[index + 1],
+                                    model=self.model(chain[index + 1]))
                 continue
             break
         self.finish(run_id, provider, result)
         return 0 if result.status == "success" else 1
 
     def finish(self, run_id: int, provider: str | None, result: outcomes.Outcome) -> None:
-        from cfn.coordination import completion, results
+        """Record how the run ended: SQLite first, then the report (unless the agent made
+        its own) and the completion record together in Redis."""
+        from cfn.coordination import results
 
-        spec, r = self.spec, self.redis()
-        own = [rep for rep in results.read(r, spec["task_id"])
+        spec, project = self.spec, self.project
+        own = [rep for rep in results.read(project.redis, spec["task_id"])
                if rep.agent_id == spec["agent_id"] and rep.reported_at >= spec["spawned_at"]]
         if own:  # the agent reported itself: its word on confidence stands
             result.confidence = own[-1].confidence
-        records().finish_agent_run(
-            self.db(), run_id, status=result.status, exit_code=result.exit_code,
-            confidence=result.confidence, handle=None, input_tokens=result.input_tokens,
-            output_tokens=result.output_tokens, cost_usd=result.cost_usd,
-        )
+        runs.finish(project.sqlite, run_id, status=result.status, exit_code=result.exit_code,
+                    confidence=result.confidence, handle=None,
+                    input_tokens=result.input_tokens, output_tokens=result.output_tokens,
+                    cost_usd=result.cost_usd)
         record = {**result.to_dict(), "run_id": run_id, "agent_id": spec["agent_id"],
                   "task_id": spec["task_id"], "provider": provider,
                   "log_path": spec["log_path"]}
         status = "success" if result.status == "success" else "failure"
-        if not own:
-            results.report(r, spec["task_id"], spec["agent_id"], status=status,
-                           confidence=result.confidence,
-                           result={"deliverables": result.deliverables,
-                                   "feedback": result.feedback, "status": result.status},
-                           ttl=spec["key_ttl"], max_bytes=spec["max_payload"])
-        completion.signal_completion(r, spec["task_id"], spec["agent_id"], status=status,
-                                     payload=json.dumps(record), phase=spec["phase"],
-                                     ttl=spec["key_ttl"], max_bytes=spec["max_payload"])
+        report = None if own else {
+            "status": status, "confidence": result.confidence,
+            "result": {"deliverables": result.deliverables, "feedback": result.feedback,
+                       "status": result.status}}
+        agent_state.finish(project.redis, spec["task_id"], spec["agent_id"], status=status,
+                           payload=json.dumps(record), phase=spec["phase"], report=report,
+                           ttl=project.key_ttl, max_bytes=project.max_payload)
         self.release()
 
     def release(self) -> None:
         """Remove the agent's Redis user and heartbeat; safe to call twice."""
-        from cfn.agents.credentials import delete_redis_user
-
-        r = self.redis()
+        r = self.project.redis
         if self.spec.get("acl_user"):
-            delete_redis_user(r, self.spec["acl_user"])
-        r.delete(self.heartbeat_key())
-
-    def log(self, message: str) -> None:
-        print(f"cfn supervisor [{self.spec['agent_id']}]: {message}", file=sys.stderr, flush=True)
-
-
-def records():
-    from cfn.db import records as module
-
-    return module
+            agent_state.delete_user(r, self.spec["acl_user"])
+        agent_state.unclaim(r, self.spec["task_id"], self.spec["agent_id"])
 
 
 def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     spec = json.loads(sys.stdin.read())
     sys.stdin.close()
     supervisor = Supervisor(spec)
@@ -224,7 +189,8 @@ def main() -> None:
     try:
         code = supervisor.run()
     except Exception as exc:  # noqa: BLE001 - whatever broke, the agent must be reported
-        supervisor.log(f"supervisor failed: {type(exc).__name__}: {exc}")
+        log.error("cfn supervisor [%s]: supervisor failed: %s: %s", spec["agent_id"],
+                  type(exc).__name__, exc)
         failed = outcomes.Outcome(status="failure", error=f"supervisor failed: {exc}")
         try:
             supervisor.finish(spec["run_id"], None, failed)

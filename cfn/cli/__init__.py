@@ -70,8 +70,21 @@ def cli(ctx: click.Context, redis_url: str | None) -> None:
     ctx.obj = {"flags": {"redis_url": redis_url}}
 
 
+def _log_to_stderr() -> None:
+    """The library logs (progress, fallbacks, servers it started); a command shows them
+    on stderr, keeping stdout for data."""
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("cfn")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI and turn every outcome into an exit code."""
+    _log_to_stderr()
     try:
         # without standalone mode click returns ctx.exit()'s code instead of raising it
         code = cli.main(args=argv, prog_name="cfn", standalone_mode=False)

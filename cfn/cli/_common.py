@@ -1,38 +1,37 @@
-"""Helpers shared by the click commands: configuration, backend sessions, output."""
+"""Helpers shared by the click commands: the project, checked options, output."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import click
 
 from cfn import validate
-from cfn.config import Config, resolve
 from cfn.ids import validate_id
+
+if TYPE_CHECKING:
+    from cfn.config import Config
+    from cfn.project import Project
+
+
+def project_of(ctx: click.Context) -> Project:
+    """This invocation's project (configuration resolved once; Redis and the database
+    opened on first use, closed when the command ends)."""
+    root = ctx.find_root()
+    root.obj = root.obj or {"flags": {}}
+    if "project" not in root.obj:
+        from cfn.project import Project
+
+        root.obj["project"] = Project.open(**root.obj["flags"])
+        root.call_on_close(root.obj["project"].close)
+    return root.obj["project"]
 
 
 def config_of(ctx: click.Context) -> Config:
-    """The resolved configuration, once per invocation."""
-    root = ctx.find_root()
-    root.obj = root.obj or {"flags": {}}
-    if "config" not in root.obj:
-        root.obj["config"] = resolve(flags=root.obj["flags"])
-    return root.obj["config"]
-
-
-def redis_session(ctx: click.Context, block_seconds: float = 0.0):
-    """A connected Redis client for this invocation (see cfn.backend.session)."""
-    from cfn.backend import session
-
-    return session(config_of(ctx), block_seconds=block_seconds)
-
-
-def project_db(ctx: click.Context):
-    """The project's SQLite database, migrated forward."""
-    from cfn.db import open_db
-
-    return open_db(config_of(ctx).home)
+    """The resolved configuration of this invocation's project."""
+    return project_of(ctx).config
 
 
 def print_json(document: object) -> None:

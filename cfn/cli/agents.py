@@ -8,13 +8,13 @@ from pathlib import Path
 
 import click
 
+from cfn import defaults
 from cfn.cli._common import (
     checked_id,
     config_of,
     json_option,
     print_json,
-    project_db,
-    redis_session,
+    project_of,
     task_option,
 )
 from cfn.errors import ExitCode, NegativeOutcome
@@ -72,9 +72,9 @@ def spawn_agent(ctx, agent_id, task_id, mode, provider, profile, runtime, prompt
     Prints the run (and with --wait its completion record: exit 0 success,
     1 failure, 3 timeout). API keys come from the environment, never argv.
     """
-    from cfn.agents.spawn import SpawnRequest, spawn
+    from cfn.agents.spawn import SpawnRequest
 
-    config = config_of(ctx)
+    project = project_of(ctx)
     command = ctx.meta.get("trailing_argv", ())
     request = SpawnRequest(
         agent_id=agent_id, task_id=task_id, mode=mode, provider=provider, profile=profile,
@@ -88,18 +88,13 @@ def spawn_agent(ctx, agent_id, task_id, mode, provider, profile, runtime, prompt
 
         if runtime != "kubernetes":
             raise click.UsageError("--dry-run goes with --runtime kubernetes")
-        documents = kubernetes_dry_run(config, request)
+        documents = kubernetes_dry_run(project, request)
         if as_json:
             print_json(documents)
         else:
             click.echo(to_yaml(documents), nl=False)
         return
-    from cfn.backend import primary_url
-
-    url = primary_url(config)
-    db = project_db(ctx)
-    with redis_session(ctx) as r:
-        spawned = spawn(config, r, db, request, url)
+    spawned = project.spawn(request)
     if not wait_:
         if as_json:
             print_json(spawned.to_dict())
@@ -108,16 +103,13 @@ def spawn_agent(ctx, agent_id, task_id, mode, provider, profile, runtime, prompt
                        f"{spawned.provider or '-'}\t{spawned.log_path}")
         return
     # the supervisor enforces the agent's timeout; this only guards against a lost record
-    _wait_and_print(ctx, task_id, {agent_id: spawned.run_id}, 7 * 24 * 3600, phase, as_json)
+    _wait_and_print(ctx, task_id, {agent_id: spawned.run_id}, defaults.AGENT_WAIT_S, phase,
+                    as_json)
 
 
 def _wait_and_print(ctx, task_id: str, run_ids: dict[str, int], timeout: float,
                     phase: str | None, as_json: bool) -> None:
-    from cfn.agents import lifecycle
-
-    db = project_db(ctx)
-    with redis_session(ctx, block_seconds=1.0) as r:
-        waited = lifecycle.wait(r, db, task_id, run_ids, timeout=timeout, phase=phase)
+    waited = project_of(ctx).wait_agents(task_id, run_ids, timeout=timeout, phase=phase)
     if as_json:
         print_json({"records": waited.records, "timed_out": waited.timed_out})
     else:
@@ -141,14 +133,17 @@ def _wait_and_print(ctx, task_id: str, run_ids: dict[str, int], timeout: float,
 @click.pass_context
 def route(ctx, agent_type, provider, complexity, cost_sensitive, as_json) -> None:
     """Show which provider, endpoint and model AGENT_TYPE would get, and why (no keys shown)."""
+    import os
+
     from cfn import routing
     from cfn.agents import profiles
 
-    profile = profiles.profile_for_agent(agent_type, None, config_of(ctx).root)
-    table = routing.providers()
-    decision = routing.select(profile_provider=profile.provider, explicit=provider,
-                              complexity=complexity, cost_sensitive=cost_sensitive,
-                              profile_fallback=profile.fallback, table=table)
+    config = config_of(ctx)
+    profile = profiles.profile_for_agent(agent_type, None, config.root)
+    table = config.providers
+    decision = routing.select(config, os.environ, profile_provider=profile.provider,
+                              explicit=provider, complexity=complexity,
+                              cost_sensitive=cost_sensitive, profile_fallback=profile.fallback)
     chain = [{"provider": name, "base_url": table[name].base_url,
               "model": routing.model_for(name, profile.provider, profile.model, table),
               "key_env": table[name].key_env} for name in decision.chain]
@@ -191,11 +186,10 @@ def profiles(ctx, as_json: bool) -> None:
 @click.pass_context
 def ls(ctx, task_id, all_runs, as_json) -> None:
     """List agent runs with their status (lost: the supervisor died)."""
-    from cfn.agents import lifecycle
+    from cfn.agents import lifecycle, runs
 
-    db = project_db(ctx)
-    with redis_session(ctx) as r:
-        rows = lifecycle.with_liveness(r, db, lifecycle.runs(db, task_id, not all_runs))
+    project = project_of(ctx)
+    rows = lifecycle.with_liveness(project, runs.listing(project.db, task_id, not all_runs))
     if as_json:
         print_json(rows)
         return
@@ -211,10 +205,10 @@ def ls(ctx, task_id, all_runs, as_json) -> None:
 @click.pass_context
 def logs(ctx, agent_id, task_id, follow) -> None:
     """Print AGENT's captured output (its latest run)."""
-    from cfn.agents import lifecycle
+    from cfn.agents import runs
 
-    db = project_db(ctx)
-    row = lifecycle.latest_run(db, task_id, agent_id)
+    db = project_of(ctx).db
+    row = runs.latest(db, task_id, agent_id)
     if row is None:
         raise NegativeOutcome(f"agent {agent_id} never ran on task {task_id}")
     path = Path(row["log_path"])
@@ -229,8 +223,8 @@ def logs(ctx, agent_id, task_id, follow) -> None:
             sys.stdout.flush()
         if not follow:
             return
-        row = lifecycle.latest_run(db, task_id, agent_id)
-        if row["status"] not in lifecycle.LIVE:
+        row = runs.latest(db, task_id, agent_id)
+        if row["status"] not in runs.LIVE:
             if path.exists() and path.stat().st_size > position:
                 continue
             return
@@ -245,9 +239,8 @@ def stop(ctx, agent_id, task_id) -> None:
     """Stop AGENT (or every running agent of the task); each still reports its completion."""
     from cfn.agents import lifecycle
 
-    with redis_session(ctx) as r:
-        for name in lifecycle.stop(r, project_db(ctx), task_id, agent_id):
-            click.echo(f"stopping {name}", err=True)
+    for name in lifecycle.stop(project_of(ctx), task_id, agent_id):
+        click.echo(f"stopping {name}", err=True)
 
 
 @agents.command(name="wait")
@@ -263,9 +256,9 @@ def wait(ctx, agent_ids, task_id, timeout, as_json) -> None:
 
     Exit 0 all succeeded, 1 any failed, 3 timed out.
     """
-    from cfn.agents import lifecycle
+    from cfn.agents import runs
 
-    rows = lifecycle.runs(project_db(ctx), task_id)
+    rows = runs.listing(project_of(ctx).db, task_id)
     if agent_ids:
         rows = [row for row in rows if row["agent_id"] in agent_ids]
         missing = set(agent_ids) - {row["agent_id"] for row in rows}

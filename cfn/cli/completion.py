@@ -7,10 +7,9 @@ import click
 from cfn.cli._common import (
     agent_option,
     checked_id,
-    config_of,
     json_option,
     print_json,
-    redis_session,
+    project_of,
     task_option,
     timeout_option,
 )
@@ -39,12 +38,8 @@ def completion() -> None:
 @click.pass_context
 def signal_(ctx, task_id, agent_id, status, payload, phase, as_json) -> None:
     """Record that AGENT finished the task (the seed's signal_completion)."""
-    config = config_of(ctx)
-    with redis_session(ctx) as r:
-        entry = completions.signal_completion(
-            r, task_id, agent_id, status=status, payload=payload, phase=phase,
-            ttl=config.key_ttl, max_bytes=config.max_payload,
-        )
+    entry = project_of(ctx).signal_completion(task_id, agent_id, status=status,
+                                              payload=payload, phase=phase)
     if as_json:
         print_json({"task_id": task_id, "agent_id": agent_id, "entry_id": entry})
 
@@ -61,10 +56,8 @@ def wait(ctx, task_id, expected, timeout, phase, as_json) -> None:
 
     Prints one line per agent (agent, status); exit 3 at the timeout.
     """
-    with redis_session(ctx, block_seconds=timeout) as r:
-        outcome = completions.wait_for_completion(
-            r, task_id, expected=expected, timeout=timeout, phase=phase
-        )
+    outcome = project_of(ctx).wait_completion(task_id, expected=expected, timeout=timeout,
+                                              phase=phase)
     if as_json:
         print_json(outcome.to_dict())
     else:

@@ -6,13 +6,11 @@ import click
 
 from cfn.cli._common import (
     checked_id,
-    config_of,
     json_option,
     print_json,
-    redis_session,
+    project_of,
     task_option,
 )
-from cfn.coordination import context as ctx_store
 
 key_option = click.option(
     "--key", required=True, metavar="KEY", callback=checked_id("context key"),
@@ -34,9 +32,7 @@ def context() -> None:
 @click.pass_context
 def store(ctx, task_id: str, key: str, value: str, ttl: int | None, as_json: bool) -> None:
     """Store VALUE under KEY for the task."""
-    config = config_of(ctx)
-    with redis_session(ctx) as r:
-        ctx_store.store(r, task_id, key, value, ttl=ttl, max_bytes=config.max_payload)
+    project_of(ctx).store_context(task_id, key, value, ttl=ttl)
     if as_json:
         print_json({"task_id": task_id, "key": key, "ttl": ttl, "stored": True})
 
@@ -48,8 +44,7 @@ def store(ctx, task_id: str, key: str, value: str, ttl: int | None, as_json: boo
 @click.pass_context
 def get(ctx, task_id: str, key: str, as_json: bool) -> None:
     """Print the value of KEY (exit 1 if it has none)."""
-    with redis_session(ctx) as r:
-        value = ctx_store.get(r, task_id, key)
+    value = project_of(ctx).get_context(task_id, key)
     if as_json:
         print_json({"task_id": task_id, "key": key, "value": value})
     else:
@@ -62,8 +57,7 @@ def get(ctx, task_id: str, key: str, as_json: bool) -> None:
 @click.pass_context
 def list_(ctx, task_id: str, as_json: bool) -> None:
     """List the task's context keys, one per line."""
-    with redis_session(ctx) as r:
-        names = ctx_store.list_keys(r, task_id)
+    names = project_of(ctx).list_context(task_id)
     if as_json:
         print_json({"task_id": task_id, "keys": names})
     else:
@@ -78,7 +72,6 @@ def list_(ctx, task_id: str, as_json: bool) -> None:
 @click.pass_context
 def delete(ctx, task_id: str, key: str, as_json: bool) -> None:
     """Delete KEY (exit 1 if it had no value)."""
-    with redis_session(ctx) as r:
-        ctx_store.delete(r, task_id, key)
+    project_of(ctx).delete_context(task_id, key)
     if as_json:
         print_json({"task_id": task_id, "key": key, "deleted": True})

@@ -8,6 +8,7 @@ from cfn.cli._common import config_of, json_option, print_json
 
 
 def _connect(ctx):
+    """The database as it is: these commands manage migrations, so none runs on open."""
     from cfn.db import connect, db_path
 
     return connect(db_path(config_of(ctx).home))
@@ -23,14 +24,14 @@ def db() -> None:
 @click.pass_context
 def status(ctx, as_json: bool) -> None:
     """Show the schema version, applied and pending migrations."""
-    from cfn.db import migrate
+    from cfn.db import db_path, migrate
 
     database = _connect(ctx)
     known = migrate.load()
     migrate.verify(database, known)
     done = migrate.applied(database)
     report = {
-        "path": str(database.conn.execute("PRAGMA database_list").fetchone()[2]),
+        "path": str(db_path(config_of(ctx).home)),
         "version": max(done, default=0),
         "applied": [f"{v:04d}_{done[v]['name']}" for v in sorted(done)],
         "pending": [m.label for m in known if m.version not in done],

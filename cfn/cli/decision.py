@@ -7,11 +7,9 @@ import click
 from cfn.cli._common import (
     checked_fraction,
     checked_id,
-    config_of,
     json_option,
     print_json,
-    project_db,
-    redis_session,
+    project_of,
     task_option,
 )
 from cfn.coordination import decisions
@@ -34,12 +32,8 @@ def decision() -> None:
 @click.pass_context
 def set_(ctx, task_id, verdict, iteration, agent_id, confidence, reason, as_json) -> None:
     """Publish the task's decision and record it durably."""
-    from cfn.db.records import record_decision
-
-    made = decisions.Decision(task_id, verdict, iteration, agent_id, confidence, reason)
-    with redis_session(ctx) as r:
-        made = decisions.publish(r, made, ttl=config_of(ctx).key_ttl)
-    record_decision(project_db(ctx), made)
+    made = project_of(ctx).decide(
+        decisions.Decision(task_id, verdict, iteration, agent_id, confidence, reason))
     if as_json:
         print_json(made.to_dict())
 
@@ -50,8 +44,7 @@ def set_(ctx, task_id, verdict, iteration, agent_id, confidence, reason, as_json
 @click.pass_context
 def get(ctx, task_id, as_json) -> None:
     """Print the task's latest decision (exit 1 if there is none)."""
-    with redis_session(ctx) as r:
-        found = decisions.latest(r, task_id)
+    found = project_of(ctx).latest_decision(task_id)
     if found is None:
         raise NegativeOutcome(f"task {task_id} has no decision")
     if as_json:

@@ -35,30 +35,26 @@ def demo(ctx, directory: Path | None, keep_redis: bool, as_json: bool) -> None:
     streams on stderr; the project, its database and logs stay for you to read.
     """
     from cfn import embedded
-    from cfn.backend import primary_url, session
-    from cfn.config import resolve
-    from cfn.db import open_db
     from cfn.demo.project import EPIC, create
-    from cfn.loop.engine import Loop
     from cfn.loop.spec import LoopSpec
+    from cfn.project import Project
 
     directory = (directory or Path(tempfile.mkdtemp(prefix="cfn-demo-"))).resolve()
     create(directory)
     click.echo(f"cfn demo: a CFN Loop on the sample project in {directory}, run by scripted "
                "stand-ins for LLM agents (no API key needed)", err=True)
-    config = resolve(flags=ctx.find_root().obj["flags"], cwd=directory)
+    project = Project.open(directory, **ctx.find_root().obj["flags"])
     spec = LoopSpec(task_id="greet", epic=EPIC, mode="mvp",
                     loop3_agents=("demo-implementer",),
                     loop2_agents=("demo-tester", "demo-linter"),
                     product_owner="demo-product-owner", max_iterations=3,
                     workspace=str(directory))
     try:
-        url = primary_url(config)
-        with session(config, block_seconds=1.0) as r:
-            report = Loop(config, r, open_db(config.home), spec, url).run()
+        report = project.run_loop(spec)
     finally:
-        if not keep_redis and not config.redis_url:
-            embedded.stop(config.home)
+        project.close()
+        if not keep_redis and not project.config.redis_url:
+            embedded.stop(project.home)
     if as_json:
         print_json({**report.to_dict(), "directory": str(directory)})
     click.echo("\n" + CLAUDE_HINT.format(directory=directory, epic=EPIC), err=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cfn.cli._common import checked_id, json_option, print_json, project_db
+from cfn.cli._common import checked_id, json_option, print_json, project_of
 from cfn.errors import NegativeOutcome
 
 
@@ -17,9 +17,7 @@ def history(ctx, task_id: str, as_json: bool) -> None:
 
     Answers from SQLite, so it works after Redis was flushed.
     """
-    from cfn.db.records import history as task_history
-
-    found = task_history(project_db(ctx), task_id)
+    found = project_of(ctx).history(task_id)
     if found is None:
         raise NegativeOutcome(f"nothing is recorded for task {task_id}")
     if as_json:

@@ -9,10 +9,9 @@ from cfn.cli._common import (
     checked_timeout,
     json_option,
     print_json,
-    redis_session,
+    project_of,
     task_option,
 )
-from cfn.coordination import locks
 
 name_option = click.option(
     "--name", required=True, metavar="NAME", callback=checked_id("lock name"),
@@ -50,8 +49,7 @@ def lock() -> None:
 @click.pass_context
 def acquire(ctx, task_id, name, ttl, wait, as_json) -> None:
     """Take the lock; prints the token and the fencing number (exit 1 if held)."""
-    with redis_session(ctx, block_seconds=wait) as r:
-        held = locks.acquire(r, task_id, name, ttl=ttl, wait=wait)
+    held = project_of(ctx).acquire_lock(task_id, name, ttl=ttl, wait=wait)
     if as_json:
         print_json(held.to_dict())
     else:
@@ -65,8 +63,7 @@ def acquire(ctx, task_id, name, ttl, wait, as_json) -> None:
 @click.pass_context
 def release(ctx, task_id, name, token) -> None:
     """Release the lock (exit 1 if TOKEN does not hold it)."""
-    with redis_session(ctx) as r:
-        locks.release(r, task_id, name, token)
+    project_of(ctx).release_lock(task_id, name, token)
 
 
 @lock.command()
@@ -77,5 +74,4 @@ def release(ctx, task_id, name, token) -> None:
 @click.pass_context
 def extend(ctx, task_id, name, token, ttl) -> None:
     """Reset the lease to TTL seconds (exit 1 if TOKEN does not hold it)."""
-    with redis_session(ctx) as r:
-        locks.extend(r, task_id, name, token, ttl=ttl)
+    project_of(ctx).extend_lock(task_id, name, token, ttl=ttl)

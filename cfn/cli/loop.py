@@ -9,11 +9,9 @@ import click
 
 from cfn.cli._common import (
     checked_id,
-    config_of,
     json_option,
     print_json,
-    project_db,
-    redis_session,
+    project_of,
 )
 from cfn.errors import NegativeOutcome
 
@@ -78,19 +76,13 @@ def run(ctx, task_id, epic, mode, loop3_agents, loop2_agents, product_owner, max
 @click.pass_context
 def resume(ctx, task_id, as_json) -> None:
     """Continue TASK's loop after its orchestrator died; finished agents are not run again."""
-    from cfn.loop.engine import load_spec
+    from cfn.loop.store import load_spec
 
-    _run(ctx, load_spec(project_db(ctx), task_id), as_json)
+    _run(ctx, load_spec(project_of(ctx).db, task_id), as_json)
 
 
 def _run(ctx, spec, as_json: bool) -> None:
-    from cfn.backend import primary_url
-    from cfn.loop.engine import Loop
-
-    config = config_of(ctx)
-    url = primary_url(config)
-    with redis_session(ctx, block_seconds=1.0) as r:
-        report = Loop(config, r, project_db(ctx), spec, url).run()
+    report = project_of(ctx).run_loop(spec)
     if as_json:
         print_json(report.to_dict())
     ctx.exit(report.exit_code)
@@ -102,17 +94,12 @@ def _run(ctx, spec, as_json: bool) -> None:
 @click.pass_context
 def status(ctx, task_id, as_json) -> None:
     """Where TASK's loop stands: its status, last decision and running agents."""
-    db = project_db(ctx)
-    task = next(db.query("SELECT id, status, mode, epic, updated_at FROM tasks WHERE id = ?",
-                         [task_id]), None)
-    if task is None:
+    from cfn.loop import store
+
+    doc = store.status(project_of(ctx).db, task_id)
+    if doc is None:
         raise NegativeOutcome(f"no loop for task {task_id}")
-    last = next(db.query("SELECT iteration, decision, reason FROM loop_iterations WHERE"
-                         " task_id = ? ORDER BY iteration DESC LIMIT 1", [task_id]), None)
-    running = [row["agent_id"] for row in db.query(
-        "SELECT agent_id FROM agents WHERE task_id = ? AND status IN ('starting', 'running')",
-        [task_id])]
-    doc = {**task, "last_iteration": last, "running_agents": running}
+    task, last, running = doc, doc["last_iteration"], doc["running_agents"]
     if as_json:
         print_json(doc)
         return
@@ -128,9 +115,7 @@ def status(ctx, task_id, as_json) -> None:
 @click.pass_context
 def report(ctx, task_id, as_json) -> None:
     """Per iteration and per agent: what ran, the scores, and why each decision was made."""
-    from cfn.db.records import history
-
-    found = history(project_db(ctx), task_id)
+    found = project_of(ctx).history(task_id)
     if found is None:
         raise NegativeOutcome(f"no loop for task {task_id}")
     if as_json:

@@ -7,11 +7,9 @@ import click
 from cfn.cli._common import (
     agent_option,
     checked_fraction,
-    config_of,
     json_option,
     print_json,
-    project_db,
-    redis_session,
+    project_of,
     task_option,
     timeout_option,
 )
@@ -34,12 +32,8 @@ from cfn.validate import json_text
 def report(ctx, task_id, agent_id, status, confidence, result_json, as_json) -> None:
     """Report an agent's result for a task (a later report replaces it)."""
     result = json_text(result_json, "--result") if result_json is not None else None
-    config = config_of(ctx)
-    with redis_session(ctx) as r:
-        entry = results.report(
-            r, task_id, agent_id, status=status, confidence=confidence, result=result,
-            ttl=config.key_ttl, max_bytes=config.max_payload,
-        )
+    entry = project_of(ctx).report(task_id, agent_id, status=status, confidence=confidence,
+                                   result=result)
     if as_json:
         print_json({"task_id": task_id, "agent_id": agent_id, "entry_id": entry})
 
@@ -61,13 +55,8 @@ def collect_results(ctx, task_id, expected, threshold, timeout, as_json) -> None
     (exit 3). Exit 0 when the quorum of successes is met, 1 when it is not.
     What was collected is also recorded in the project database (`cfn history`).
     """
-    from cfn.db.records import record_results
-
-    with redis_session(ctx, block_seconds=timeout) as r:
-        outcome = results.collect(
-            r, task_id, expected=expected, threshold=threshold, timeout=timeout
-        )
-    record_results(project_db(ctx), outcome)
+    outcome = project_of(ctx).collect_results(task_id, expected=expected, threshold=threshold,
+                                              timeout=timeout)
     if as_json:
         print_json(outcome.to_dict())
     else:

@@ -6,14 +6,12 @@ import click
 
 from cfn.cli._common import (
     checked_id,
-    config_of,
     json_option,
     print_json,
-    redis_session,
+    project_of,
     task_option,
     timeout_option,
 )
-from cfn.coordination import signals
 
 
 @click.group()
@@ -35,11 +33,7 @@ def signal() -> None:
 @click.pass_context
 def send(ctx, task_id: str, channel: str, payload: str, as_json: bool) -> None:
     """Send a signal on CHANNEL."""
-    config = config_of(ctx)
-    with redis_session(ctx) as r:
-        queued = signals.send(
-            r, task_id, channel, payload, ttl=config.key_ttl, max_bytes=config.max_payload
-        )
+    queued = project_of(ctx).send_signal(task_id, channel, payload)
     if as_json:
         print_json({"task_id": task_id, "channel": channel, "queued": queued})
 
@@ -55,8 +49,7 @@ def send(ctx, task_id: str, channel: str, payload: str, as_json: bool) -> None:
 @click.pass_context
 def wait(ctx, task_id: str, channel: str, timeout: float, as_json: bool) -> None:
     """Wait for one signal on CHANNEL and print its payload."""
-    with redis_session(ctx, block_seconds=timeout) as r:
-        payload = signals.wait(r, task_id, channel, timeout=timeout)
+    payload = project_of(ctx).wait_signal(task_id, channel, timeout=timeout)
     if as_json:
         print_json({"task_id": task_id, "channel": channel, "payload": payload})
     else:

@@ -13,7 +13,7 @@ from cfn.cli._common import (
     config_of,
     json_option,
     print_json,
-    project_db,
+    project_of,
 )
 from cfn.errors import ExitCode
 
@@ -38,7 +38,7 @@ def add(ctx, path: Path, name: str | None, as_json: bool) -> None:
     """
     from cfn import skills as registry
 
-    skill, change = registry.add(project_db(ctx), path, name)
+    skill, change = registry.add(project_of(ctx).db, path, name)
     if as_json:
         print_json({**skill, "change": change})
     else:
@@ -53,7 +53,7 @@ def ls(ctx, status: str | None, as_json: bool) -> None:
     """List registered skills."""
     from cfn import skills as registry
 
-    rows = registry.list_skills(project_db(ctx), status)
+    rows = registry.list_skills(project_of(ctx).db, status)
     if as_json:
         print_json(rows)
         return
@@ -74,7 +74,7 @@ def _decision_command(decision: str, summary: str) -> click.Command:
     def command(ctx, name, agent_id, confidence, note, as_json) -> None:
         from cfn import skills as registry
 
-        skill = registry.decide(project_db(ctx), name, decision, agent_id=agent_id,
+        skill = registry.decide(project_of(ctx).db, name, decision, agent_id=agent_id,
                                 confidence=confidence, note=note)
         if as_json:
             print_json(skill)
@@ -111,7 +111,7 @@ def evaluate(ctx, name, risk, coverage, agent_id, as_json) -> None:
     config = config_of(ctx)
     rule = registry.Rule(config.skill_approve_risk, config.skill_approve_coverage,
                          config.skill_escalate_risk)
-    skill, decision, why = registry.evaluate(project_db(ctx), name, risk=risk,
+    skill, decision, why = registry.evaluate(project_of(ctx).db, name, risk=risk,
                                              coverage=coverage, rule=rule, agent_id=agent_id)
     if as_json:
         print_json({"skill": skill, "decision": decision, "why": why})
@@ -128,7 +128,7 @@ def history(ctx, name, as_json) -> None:
     """Show NAME's approval history, oldest first."""
     from cfn import skills as registry
 
-    rows = registry.history(project_db(ctx), name)
+    rows = registry.history(project_of(ctx).db, name)
     if as_json:
         print_json(rows)
         return

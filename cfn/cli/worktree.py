@@ -11,13 +11,13 @@ from cfn.cli._common import json_option, print_json
 
 def _context(ctx):
     """The registry lives in the main worktree's state directory, shared by all worktrees."""
-    from cfn.config import resolve
-    from cfn.db import open_db
+    from cfn.project import Project
     from cfn.worktrees import git
 
     root = git.main_root(Path.cwd())
-    config = resolve(flags=ctx.find_root().obj["flags"], cwd=root)
-    return root, open_db(config.home)
+    project = Project.open(root, **ctx.find_root().obj["flags"])
+    ctx.call_on_close(project.close)
+    return root, project
 
 
 def _say(message: str) -> None:
@@ -42,8 +42,9 @@ def up(ctx, branch, base, path, no_start, as_json) -> None:
     and start its stack (idempotent: a second up keeps everything)."""
     from cfn.worktrees import manage
 
-    root, db = _context(ctx)
-    made = manage.up(db, root, branch, base=base, path=path, start=not no_start, say=_say)
+    root, project = _context(ctx)
+    made = manage.up(project.db, root, branch, base=base, path=path, start=not no_start,
+                     compose_tool=project.config.compose, say=_say)
     if as_json:
         print_json(made.to_dict())
     else:
@@ -61,8 +62,9 @@ def down(ctx, branch, volumes, remove) -> None:
     """Stop BRANCH's stack and release its ports."""
     from cfn.worktrees import manage
 
-    root, db = _context(ctx)
-    manage.down(db, root, branch, volumes=volumes, remove=remove, say=_say)
+    root, project = _context(ctx)
+    manage.down(project.db, root, branch, volumes=volumes, remove=remove,
+                compose_tool=project.config.compose, say=_say)
 
 
 @worktree.command(name="ls")
@@ -72,7 +74,7 @@ def ls(ctx, as_json) -> None:
     """List worktrees: branch, path, ports, stack state."""
     from cfn.worktrees import manage
 
-    found = manage.list_all(_context(ctx)[1])
+    found = manage.list_all(_context(ctx)[1].db)
     if as_json:
         print_json([w.to_dict() for w in found])
         return
@@ -89,7 +91,7 @@ def ports(ctx, branch, as_json) -> None:
     """Print BRANCH's leased ports, one service per line."""
     from cfn.worktrees import manage
 
-    leased = manage.get(_context(ctx)[1], branch).ports
+    leased = manage.get(_context(ctx)[1].db, branch).ports
     if as_json:
         print_json(leased)
         return
@@ -105,7 +107,7 @@ def env(ctx, branch, as_json) -> None:
     """Print BRANCH's environment as exports: eval "$(cfn worktree env BRANCH)"."""
     from cfn.worktrees import compose, manage
 
-    values = manage.environment(_context(ctx)[1], branch)
+    values = manage.environment(_context(ctx)[1].db, branch)
     if as_json:
         print_json(values)
     else:

@@ -31,6 +31,18 @@ class Completion:
         return asdict(self)
 
 
+def completion_fields(agent_id: str, *, status: str = "success", payload: str | None = None,
+                      max_bytes: int) -> dict[str, str]:
+    """A completion's stream fields, validated."""
+    fields = {
+        "agent": validate_id(agent_id, "agent ID"),
+        "status": validate.choice(status, STATUSES, "status"),
+    }
+    if payload is not None:
+        fields["payload"] = validate.payload(payload, max_bytes)
+    return fields
+
+
 def signal_completion(
     r: redis.Redis,
     task_id: str,
@@ -44,12 +56,7 @@ def signal_completion(
 ) -> str:
     """Record that an agent finished; returns the stream entry ID."""
     key = keys.completion(task_id, phase)
-    fields = {
-        "agent": validate_id(agent_id, "agent ID"),
-        "status": validate.choice(status, STATUSES, "status"),
-    }
-    if payload is not None:
-        fields["payload"] = validate.payload(payload, max_bytes)
+    fields = completion_fields(agent_id, status=status, payload=payload, max_bytes=max_bytes)
     return streams.append(r, key, fields, ttl)
 
 

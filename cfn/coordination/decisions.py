@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass
 
 import redis
@@ -38,11 +37,9 @@ class Decision:
         return asdict(self)
 
 
-def publish(r: redis.Redis, decision: Decision, *, ttl: int) -> Decision:
-    """Make `decision` the task's latest; stamps the time it was made."""
-    stamped = Decision(**{**decision.to_dict(), "decided_at": decision.decided_at or time.time()})
-    r.set(keys.decision(decision.task_id), json.dumps(stamped.to_dict()), ex=ttl)
-    return stamped
+def publish(r: redis.Redis, decision: Decision, *, ttl: int) -> None:
+    """Make `decision` (stamped with decided_at) the task's latest."""
+    r.set(keys.decision(decision.task_id), json.dumps(decision.to_dict()), ex=ttl)
 
 
 def latest(r: redis.Redis, task_id: str) -> Decision | None:

@@ -5,6 +5,9 @@ counter in the same script: every acquisition gets a larger number, so a
 resource can reject writes from a holder whose lease already lapsed. Only
 the token's holder can release or extend. Waiters block on a wake list that
 release pushes to, and otherwise sleep no longer than the lock's remaining TTL.
+
+The scripts are registered once, at import: each runs by EVALSHA (loaded on first use
+per server) on whichever client is passed.
 """
 
 from __future__ import annotations
@@ -14,21 +17,23 @@ import time
 from dataclasses import asdict, dataclass
 
 import redis
+from redis.commands.core import Script
 
 from cfn import keys, validate
+from cfn.coordination import streams
 from cfn.errors import NegativeOutcome, TimedOut
 
 # KEYS[1] lock, KEYS[2] fencing counter; ARGV[1] token, ARGV[2] ttl in ms.
 # Returns the new fencing number, or -(remaining ttl in ms) when the lock is held.
-_ACQUIRE = """
+_ACQUIRE = Script(None, b"""
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return redis.call('INCR', KEYS[2])
 end
 return -math.max(redis.call('PTTL', KEYS[1]), 1)
-"""
+""")
 
 # KEYS[1] lock, KEYS[2] wake list; ARGV[1] token. Returns 1 if released, 0 if not the holder.
-_RELEASE = """
+_RELEASE = Script(None, b"""
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
   redis.call('RPUSH', KEYS[2], '1')
@@ -36,15 +41,15 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
   return 1
 end
 return 0
-"""
+""")
 
 # KEYS[1] lock; ARGV[1] token, ARGV[2] new ttl in ms. Returns 1 if extended, 0 if not the holder.
-_EXTEND = """
+_EXTEND = Script(None, b"""
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return 0
-"""
+""")
 
 
 @dataclass(frozen=True)
@@ -73,7 +78,7 @@ def acquire(r: redis.Redis, task_id: str, name: str, *, ttl: float, wait: float 
     token = secrets.token_hex(16)
     deadline = time.monotonic() + wait
     while True:
-        outcome = r.eval(_ACQUIRE, 2, lock_key, fence_key, token, ttl_ms)
+        outcome = _ACQUIRE([lock_key, fence_key], [token, ttl_ms], client=r)
         if outcome > 0:
             return Lock(task_id, name, token, outcome, ttl)
         remaining = deadline - time.monotonic()
@@ -81,17 +86,17 @@ def acquire(r: redis.Redis, task_id: str, name: str, *, ttl: float, wait: float 
             raise NegativeOutcome(f"lock {name!r} of task {task_id} is held by another holder")
         if remaining <= 0:
             raise TimedOut(f"lock {name!r} of task {task_id} still held after {wait:g}s")
-        r.blpop([wake_key], timeout=max(0.01, min(remaining, -outcome / 1000)))
+        r.blpop([wake_key], timeout=streams.block_ms(min(remaining, -outcome / 1000)) / 1000)
 
 
 def release(r: redis.Redis, task_id: str, name: str, token: str) -> None:
     """Release the lock; NegativeOutcome if `token` does not hold it (any more)."""
     keys_ = (keys.lock(task_id, name), keys.lock_wake(task_id, name))
-    if not r.eval(_RELEASE, 2, *keys_, token):
+    if not _RELEASE(keys_, [token], client=r):
         raise NegativeOutcome(f"token does not hold lock {name!r} of task {task_id}")
 
 
 def extend(r: redis.Redis, task_id: str, name: str, token: str, *, ttl: float) -> None:
     """Reset the lock's TTL to `ttl` seconds; NegativeOutcome if `token` does not hold it."""
-    if not r.eval(_EXTEND, 1, keys.lock(task_id, name), token, _ttl_ms(ttl)):
+    if not _EXTEND([keys.lock(task_id, name)], [token, _ttl_ms(ttl)], client=r):
         raise NegativeOutcome(f"token does not hold lock {name!r} of task {task_id}")

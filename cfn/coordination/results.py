@@ -48,6 +48,20 @@ class Collection:
         return asdict(self)
 
 
+def report_fields(agent_id: str, *, status: str = "success", confidence: float | None = None,
+                  result: object | None = None, max_bytes: int) -> dict[str, str]:
+    """A report's stream fields, validated."""
+    fields = {
+        "agent": validate_id(agent_id, "agent ID"),
+        "status": validate.choice(status, STATUSES, "status"),
+    }
+    if confidence is not None:
+        fields["confidence"] = repr(validate.fraction(confidence, "confidence"))
+    if result is not None:
+        fields["result"] = validate.payload(json.dumps(result), max_bytes, "result")
+    return fields
+
+
 def report(
     r: redis.Redis,
     task_id: str,
@@ -61,14 +75,8 @@ def report(
 ) -> str:
     """Record an agent's report; a later report of the same agent replaces it."""
     key = keys.results(task_id)
-    fields = {
-        "agent": validate_id(agent_id, "agent ID"),
-        "status": validate.choice(status, STATUSES, "status"),
-    }
-    if confidence is not None:
-        fields["confidence"] = repr(validate.fraction(confidence, "confidence"))
-    if result is not None:
-        fields["result"] = validate.payload(json.dumps(result), max_bytes, "result")
+    fields = report_fields(agent_id, status=status, confidence=confidence, result=result,
+                           max_bytes=max_bytes)
     return streams.append(r, key, fields, ttl)
 
 

@@ -6,9 +6,12 @@ signal goes to exactly one waiter. Waiting blocks on the server (BLPOP).
 
 from __future__ import annotations
 
+import time
+
 import redis
 
 from cfn import keys, validate
+from cfn.coordination import streams
 from cfn.errors import TimedOut
 
 
@@ -29,10 +32,10 @@ def wait(r: redis.Redis, task_id: str, channel: str, *, timeout: float) -> str:
     """Take the oldest signal, blocking up to `timeout` seconds (0: do not block)."""
     key = keys.signal(task_id, channel)
     timeout = validate.timeout(timeout)
-    if timeout == 0:
-        payload = r.lpop(key)
-    else:
-        popped = r.blpop([key], timeout=timeout)
+    deadline = time.monotonic() + timeout
+    payload = r.lpop(key)
+    while payload is None and (remaining := deadline - time.monotonic()) > 0:
+        popped = r.blpop([key], timeout=streams.block_ms(remaining) / 1000)
         payload = popped[1] if popped else None
     if payload is None:
         raise TimedOut(f"no signal on channel {channel!r} of task {task_id} within {timeout:g}s")

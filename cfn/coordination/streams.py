@@ -11,14 +11,29 @@ import time
 
 import redis
 
+from cfn import defaults
 
-def append(r: redis.Redis, key: str, fields: dict[str, str], ttl: int) -> str:
+
+def add(pipe: redis.client.Pipeline, key: str, fields: dict[str, str], ttl: int,
+        maxlen: int | None = None) -> None:
+    """Queue an entry and a refresh of the stream's TTL on a transaction pipeline."""
+    pipe.xadd(key, fields, maxlen=maxlen, approximate=maxlen is not None)
+    pipe.expire(key, ttl)
+
+
+def append(r: redis.Redis, key: str, fields: dict[str, str], ttl: int,
+           maxlen: int | None = None) -> str:
     """Add an entry and refresh the stream's TTL in one transaction; returns the entry ID."""
     pipe = r.pipeline(transaction=True)
-    pipe.xadd(key, fields)
-    pipe.expire(key, ttl)
+    add(pipe, key, fields, ttl, maxlen)
     entry_id, _ = pipe.execute()
     return entry_id
+
+
+def block_ms(remaining: float) -> int:
+    """How long one blocking read may wait: never 0 (forever to Redis), never longer than
+    a slice (see defaults.MAX_BLOCK_S)."""
+    return max(1, int(min(remaining, defaults.MAX_BLOCK_S) * 1000))
 
 
 def latest_by_agent(
@@ -32,9 +47,9 @@ def latest_by_agent(
     deadline = time.monotonic() + timeout
     latest: dict[str, tuple[str, dict[str, str]]] = {}
     last_id = "0-0"
-    block_ms: int | None = None  # the first read returns what is there at once
+    wait_ms: int | None = None  # the first read returns what is there at once
     while True:
-        reply = r.xread({key: last_id}, block=block_ms)
+        reply = r.xread({key: last_id}, block=wait_ms)
         for _stream, entries in reply or ():
             for entry_id, fields in entries:
                 last_id = entry_id
@@ -45,5 +60,4 @@ def latest_by_agent(
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return latest, True
-        # XREAD BLOCK 0 would wait forever: never ask for less than 1 ms
-        block_ms = max(1, int(remaining * 1000))
+        wait_ms = block_ms(remaining)

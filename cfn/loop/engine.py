@@ -11,22 +11,23 @@ finished are never run again.
 from __future__ import annotations
 
 import json
-import sys
-from collections.abc import Callable
+import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cfn import keys
-from cfn.agents import lifecycle, profiles
+from cfn import defaults, history
+from cfn.agents import lifecycle, profiles, runs
 from cfn.agents.spawn import SpawnRequest, spawn
-from cfn.config import Config
-from cfn.coordination import decisions
-from cfn.db import immediate, records
+from cfn.coordination import decisions, events
 from cfn.errors import InvalidInput
-from cfn.loop import scoring
+from cfn.loop import scoring, store
 from cfn.loop.spec import LoopSpec
 
-WAIT_MARGIN_S = 120
+if TYPE_CHECKING:
+    from cfn.project import Project
+
+log = logging.getLogger(__name__)
 REPORT_FORMAT = ('End your answer with one line of JSON: {"confidence": 0.0-1.0, '
                  '"deliverables": ["files you changed"], "feedback": "what is missing"}.')
 
@@ -58,11 +59,11 @@ class LoopReport:
 
 
 class Loop:
-    def __init__(self, config: Config, r, db, spec: LoopSpec, redis_url: str,
-                 say: Callable[[str], None] | None = None):
-        self.config, self.r, self.db, self.spec, self.redis_url = config, r, db, spec, redis_url
-        self.say = say or (lambda line: print(line, file=sys.stderr, flush=True))
-        self.profiles = {name: profiles.get(name, config.root) for name in
+    """One task's loop on a project; progress goes to the `cfn.loop.engine` logger."""
+
+    def __init__(self, project: Project, spec: LoopSpec):
+        self.project, self.spec = project, spec
+        self.profiles = {name: profiles.get(name, project.root) for name in
                          {*spec.loop3_agents, *spec.loop2_agents, spec.product_owner}}
         for name, profile in self.profiles.items():
             if profile.kind == "scripted" and not profile.command:
@@ -72,7 +73,7 @@ class Loop:
     # --- the loop --------------------------------------------------------------
 
     def run(self) -> LoopReport:
-        self._save_task("running")
+        store.save_task(self.project.db, self.spec, "running")
         done = self._decided_iterations()
         feedback = done[-1].feedback if done else []
         self.event("loop_start", len(done) + 1, {"mode": self.spec.mode,
@@ -96,25 +97,26 @@ class Loop:
 
     def iteration(self, number: int, feedback: list[str]) -> Iteration:
         spec, it = self.spec, Iteration(number)
-        self.say(f"[{spec.task_id} #{number}] loop 3: {', '.join(spec.loop3_agents)}")
+        log.info(f"[{spec.task_id} #{number}] loop 3: {', '.join(spec.loop3_agents)}")
         built = self.phase(number, "loop3", "l3", spec.loop3_agents,
                            self._implementer_prompt(feedback))
         it.deliverables = sorted({str(d) for rec in built.values()
                                   for d in rec.get("deliverables") or ()})
         verdict = scoring.gate(built, spec.gate, *self._test_rate(number))
         it.gate_score, it.gate_passed = verdict.score, verdict.passed
-        self.say(f"[{spec.task_id} #{number}] gate: {verdict.why} -> "
+        log.info(f"[{spec.task_id} #{number}] gate: {verdict.why} -> "
                  f"{'passed' if verdict.passed else 'failed'}")
         self.event("gate", number, asdict(verdict))
         if verdict.passed:
-            self.r.rpush(keys.loop2_start(spec.task_id), number)
+            events.start_loop2(self.project.redis, spec.task_id, number,
+                               ttl=self.project.key_ttl)
             checked = self.phase(number, "loop2", "l2", spec.loop2_agents,
                                  self._validator_prompt(it.deliverables))
             agreement = scoring.consensus(checked, spec.consensus)
             it.consensus_score, it.consensus_passed = agreement.score, agreement.passed
             it.feedback = [f"{a}: {rec['feedback']}" for a, rec in checked.items()
                            if rec.get("feedback")]
-            self.say(f"[{spec.task_id} #{number}] consensus: {agreement.why} -> "
+            log.info(f"[{spec.task_id} #{number}] consensus: {agreement.why} -> "
                      f"{'reached' if agreement.passed else 'not reached'}")
             self.event("consensus", number, asdict(agreement))
         else:
@@ -122,7 +124,7 @@ class Loop:
                 f"{a}: {rec.get('error') or rec.get('feedback')}" for a, rec in built.items()
                 if rec.get("status") != "success" or rec.get("feedback")]
         it.decision, it.reason = self.decide(number, it)
-        self.say(f"[{spec.task_id} #{number}] decision: {it.decision} ({it.reason})")
+        log.info(f"[{spec.task_id} #{number}] decision: {it.decision} ({it.reason})")
         return it
 
     def decide(self, number: int, it: Iteration) -> tuple[str, str]:
@@ -149,26 +151,24 @@ class Loop:
             agent_id = f"{prefix}-{name}-{index}" if prefix != "po" else f"po-{name}"
             run_ids[agent_id] = self._run_for(number, phase, agent_id, name, prompt, command)
         timeout = max(self.profiles.get(n, profiles.get("script")).timeout
-                      for n in profile_names) + WAIT_MARGIN_S
+                      for n in profile_names) + defaults.LOOP_WAIT_MARGIN_S
 
         def report(agent: str, record: dict) -> None:
             confidence = record.get("confidence")
-            self.say(f"[{self.spec.task_id} #{number}]   {agent}: {record.get('status')}"
+            log.info(f"[{self.spec.task_id} #{number}]   {agent}: {record.get('status')}"
                      f"{'' if confidence is None else f' (confidence {confidence:.2f})'}")
             self.event("agent_done", number, {"agent": agent, "phase": phase,
                                               "status": record.get("status"),
                                               "confidence": confidence})
 
-        waited = lifecycle.wait(self.r, self.db, self.spec.task_id, run_ids, timeout=timeout,
+        waited = lifecycle.wait(self.project, self.spec.task_id, run_ids, timeout=timeout,
                                 phase=phase, on_record=report)
         return {agent: waited.records.get(agent, {"status": "timeout",
                                                   "error": "no completion record in time"})
                 for agent in run_ids}
 
     def _run_for(self, number, phase, agent_id, profile, prompt, command) -> int:
-        row = next(self.db.query(
-            "SELECT * FROM agents WHERE task_id = ? AND agent_id = ? AND iteration = ?"
-            " ORDER BY id DESC LIMIT 1", [self.spec.task_id, agent_id, number]), None)
+        row = runs.latest(self.project.db, self.spec.task_id, agent_id, iteration=number)
         if row is not None and row["status"] != "lost":
             return row["id"]  # finished or still running: never run it again
         request = SpawnRequest(
@@ -176,7 +176,7 @@ class Loop:
             runtime=self.spec.runtime, prompt=prompt, command=command, phase=phase,
             iteration=number,
             workspace=Path(self.spec.workspace) if self.spec.workspace else None)
-        return spawn(self.config, self.r, self.db, request, self.redis_url).run_id
+        return spawn(self.project, request).run_id
 
     def _test_rate(self, number: int) -> tuple[float | None, bool]:
         if not self.spec.test_command:
@@ -207,62 +207,35 @@ class Loop:
     # --- records ---------------------------------------------------------------------
 
     def event(self, kind: str, number: int, data: dict) -> None:
-        key = keys.events(self.spec.task_id)
-        self.r.xadd(key, {"type": kind, "iteration": number, "data": json.dumps(data)},
-                    maxlen=10_000, approximate=True)
-        self.r.expire(key, self.config.key_ttl)
-
-    def _save_task(self, status: str) -> None:
-        with immediate(self.db):
-            records.ensure_task(self.db, self.spec.task_id)
-            self.db.execute(
-                "UPDATE tasks SET epic = ?, mode = ?, spec = ?, status = ?,"
-                " updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?",
-                [self.spec.epic, self.spec.mode, self.spec.to_json(), status, self.spec.task_id])
+        events.append(self.project.redis, self.spec.task_id, kind, number, data,
+                      ttl=self.project.key_ttl)
 
     def _decided_iterations(self) -> list[Iteration]:
-        rows = self.db.query("SELECT * FROM loop_iterations WHERE task_id = ? AND decision IS"
-                             " NOT NULL ORDER BY iteration", [self.spec.task_id])
         return [Iteration(row["iteration"], row["gate_score"], bool(row["gate_passed"]),
                           row["consensus_score"], bool(row["consensus_passed"]),
-                          row["decision"], row["reason"] or "",
-                          json.loads(row["feedback"] or "[]")) for row in rows]
+                          row["decision"], row["reason"] or "", row["feedback"])
+                for row in store.decided_iterations(self.project.db, self.spec.task_id)]
 
     def _record(self, it: Iteration) -> None:
-        with immediate(self.db):
-            self.db.execute(
-                "INSERT OR REPLACE INTO loop_iterations (task_id, iteration, gate_score,"
-                " gate_passed, consensus_score, consensus_passed, decision, feedback, reason,"
-                " finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?,"
-                " strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
-                [self.spec.task_id, it.number, it.gate_score, int(it.gate_passed),
-                 it.consensus_score, int(it.consensus_passed), it.decision,
-                 json.dumps(it.feedback), it.reason])
-        made = decisions.publish(self.r, decisions.Decision(
+        store.record_iteration(
+            self.project.db, self.spec.task_id, it.number, gate_score=it.gate_score,
+            gate_passed=it.gate_passed, consensus_score=it.consensus_score,
+            consensus_passed=it.consensus_passed, decision=it.decision, feedback=it.feedback,
+            reason=it.reason)
+        history.decide(self.project.redis, self.project.db, decisions.Decision(
             self.spec.task_id, it.decision, it.number, f"po-{self.spec.product_owner}",
-            None, it.reason), ttl=self.config.key_ttl)
-        records.record_decision(self.db, made)
+            None, it.reason), ttl=self.project.key_ttl)
         self.event("decision", it.number, {"decision": it.decision, "reason": it.reason})
 
     def _cost(self) -> float:
-        row = next(self.db.query("SELECT coalesce(sum(cost_usd), 0) AS spent FROM cost_ledger"
-                                 " WHERE task_id = ?", [self.spec.task_id]))
-        return float(row["spent"])
+        return runs.total_cost(self.project.db, self.spec.task_id)
 
     def _over_budget(self) -> bool:
         return self.spec.budget_usd is not None and self._cost() >= self.spec.budget_usd
 
     def _end(self, status: str, code: int, reason: str, done: list[Iteration]) -> LoopReport:
-        self._save_task(status)
+        store.save_task(self.project.db, self.spec, status)
         report = LoopReport(self.spec.task_id, status, code, reason, self._cost(), done)
         self.event("loop_end", len(done), {"status": status, "reason": reason})
-        self.say(f"[{self.spec.task_id}] {status}: {reason}")
+        log.info(f"[{self.spec.task_id}] {status}: {reason}")
         return report
-
-
-def load_spec(db, task_id: str) -> LoopSpec:
-    """The options a loop was started with (for resume)."""
-    row = next(db.query("SELECT spec FROM tasks WHERE id = ?", [task_id]), None)
-    if row is None or not row["spec"]:
-        raise InvalidInput(f"task {task_id} has no loop to resume; start one with cfn loop run")
-    return LoopSpec.from_json(row["spec"])

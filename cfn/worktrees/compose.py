@@ -4,7 +4,6 @@ and running the stack with whichever compose tool is installed."""
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 import shlex
 import shutil
@@ -136,10 +135,11 @@ def exports(env: dict[str, str]) -> str:
     return "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items())
 
 
-def tool() -> list[str]:
-    """The compose command: CFN_COMPOSE, else docker compose, podman-compose, docker-compose."""
-    if os.environ.get("CFN_COMPOSE"):
-        return shlex.split(os.environ["CFN_COMPOSE"])
+def tool(configured: str | None = None) -> list[str]:
+    """The compose command: the configured one (the `compose` setting, CFN_COMPOSE), else
+    docker compose, podman-compose or docker-compose, whichever is found."""
+    if configured:
+        return shlex.split(configured)
     if shutil.which("docker") and subprocess.run(
             ["docker", "compose", "version"], capture_output=True).returncode == 0:
         return ["docker", "compose"]

@@ -66,7 +66,8 @@ def _register(db, root: Path, branch: str, path: Path | None, base: str | None) 
 
 
 def up(db, root: Path, branch: str, *, base: str | None = None, path: Path | None = None,
-       start: bool = True, say: Callable[[str], None] = lambda _: None) -> Worktree:
+       start: bool = True, compose_tool: str | None = None,
+       say: Callable[[str], None] = lambda _: None) -> Worktree:
     """Create (or reuse) the worktree, lease its ports, write its files, start its stack."""
     git.check_branch(branch)
     row = _register(db, root, branch, path, base)
@@ -89,7 +90,8 @@ def up(db, root: Path, branch: str, *, base: str | None = None, path: Path | Non
     if start and compose_file is not None:
         doing = f"starting stack {worktree.project}"
         say(doing)
-        command = [*compose.tool(), *_compose_args(worktree, compose_file), "up", "-d"]
+        command = [*compose.tool(compose_tool), *_compose_args(worktree, compose_file), "up",
+                   "-d"]
         # recorded first: if up fails half-way, `down` still removes what it started
         db.execute("UPDATE worktrees SET stack = 'up' WHERE branch = ?", [branch])
         compose.run(command, where, doing)
@@ -112,7 +114,7 @@ def _compose_args(worktree: Worktree, compose_file: Path) -> list[str]:
 
 
 def down(db, root: Path, branch: str, *, volumes: bool = False, remove: bool = False,
-         say: Callable[[str], None] = lambda _: None) -> None:
+         compose_tool: str | None = None, say: Callable[[str], None] = lambda _: None) -> None:
     """Stop the stack (and its volumes), release the ports, and remove the worktree if asked."""
     worktree = get(db, branch)
     where = Path(worktree.path)
@@ -120,7 +122,7 @@ def down(db, root: Path, branch: str, *, volumes: bool = False, remove: bool = F
     if compose_file is not None and worktree.stack == "up":
         doing = f"stopping stack {worktree.project}"
         say(doing)
-        compose.run([*compose.tool(), *_compose_args(worktree, compose_file), "down",
+        compose.run([*compose.tool(compose_tool), *_compose_args(worktree, compose_file), "down",
                      *(["-v"] if volumes else [])], where, doing)
     with immediate(db):
         ports.release(db, branch)

@@ -1,0 +1,106 @@
+"""The agents and cost_ledger tables: one row per run of an agent, and what it cost.
+The only module that writes them.
+
+Every function uses only `execute`/`query`-style calls that a plain sqlite3 connection
+also has (see Project.sqlite), so a supervisor can record runs without sqlite-utils.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cfn.db import immediate
+from cfn.ids import validate_id
+from cfn.loop.store import ensure_task
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    from sqlite_utils import Database
+
+LIVE = ("starting", "running")
+_NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+
+
+def _rows(db, sql: str, args: list) -> list[dict]:
+    cursor = db.execute(sql, args)
+    names = [column[0] for column in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def start(db: Database | sqlite3.Connection, *, task_id: str, agent_id: str, agent_type: str,
+          runtime: str, provider: str | None, model: str | None, log_dir: Path,
+          iteration: int | None = None, phase: str | None = None) -> tuple[int, Path]:
+    """Record a run that is starting, with its log path; returns (run ID, log path)."""
+    with immediate(db):
+        ensure_task(db, task_id)
+        run_id = db.execute(
+            "INSERT INTO agents (task_id, agent_id, agent_type, iteration, phase, runtime,"
+            f" provider, model, status, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'starting',"
+            f" {_NOW})",
+            [task_id, agent_id, agent_type, iteration, phase, runtime, provider, model],
+        ).lastrowid
+        log_path = log_dir / f"{agent_id}-{run_id}.log"
+        db.execute("UPDATE agents SET log_path = ? WHERE id = ?", [str(log_path), run_id])
+    return run_id, log_path
+
+
+def mark_running(db: Database | sqlite3.Connection, run_id: int, handle: str) -> None:
+    db.execute("UPDATE agents SET status = 'running', handle = ? WHERE id = ?", [handle, run_id])
+
+
+def finish(db: Database | sqlite3.Connection, run_id: int, *, status: str,
+           exit_code: int | None, confidence: float | None, handle: str | None,
+           input_tokens: int | None = None, output_tokens: int | None = None,
+           cost_usd: float | None = None) -> None:
+    """Record how a run ended, and its cost when the agent reported one."""
+    with immediate(db):
+        db.execute(
+            "UPDATE agents SET status = ?, exit_code = ?, confidence = ?, handle = ?,"
+            f" finished_at = {_NOW} WHERE id = ?",
+            [status, exit_code, confidence, handle, run_id],
+        )
+        if any(v is not None for v in (input_tokens, output_tokens, cost_usd)):
+            db.execute(
+                "INSERT INTO cost_ledger (task_id, agent_id, run_id, provider, model,"
+                " input_tokens, output_tokens, cost_usd) SELECT task_id, agent_id, id, provider,"
+                " model, ?, ?, ? FROM agents WHERE id = ?",
+                [input_tokens, output_tokens, cost_usd, run_id],
+            )
+
+
+def retry(db: Database | sqlite3.Connection, run_id: int, *, provider: str, model: str) -> int:
+    """A new run of the same agent on another provider; returns its run ID."""
+    with immediate(db):
+        return db.execute(
+            "INSERT INTO agents (task_id, agent_id, agent_type, iteration, phase, runtime,"
+            " provider, model, status, log_path, started_at) SELECT task_id, agent_id,"
+            f" agent_type, iteration, phase, runtime, ?, ?, 'starting', log_path, {_NOW}"
+            " FROM agents WHERE id = ?",
+            [provider, model, run_id],
+        ).lastrowid
+
+
+def listing(db, task_id: str | None = None, latest_only: bool = True) -> list[dict]:
+    """Agent runs, oldest first (only each agent's latest run by default)."""
+    where, args = ("WHERE task_id = ?", [validate_id(task_id, "task ID")]) if task_id else ("", [])
+    rows = _rows(db, f"SELECT * FROM agents {where} ORDER BY id", args)
+    if latest_only:
+        latest = {(row["task_id"], row["agent_id"]): row for row in rows}
+        rows = sorted(latest.values(), key=lambda row: row["id"])
+    return rows
+
+
+def latest(db, task_id: str, agent_id: str, iteration: int | None = None) -> dict | None:
+    """The agent's newest run (in `iteration`, when given), or None."""
+    sql, args = "SELECT * FROM agents WHERE task_id = ? AND agent_id = ?", [task_id, agent_id]
+    if iteration is not None:
+        sql, args = sql + " AND iteration = ?", [*args, iteration]
+    return next(iter(_rows(db, sql + " ORDER BY id DESC LIMIT 1", args)), None)
+
+
+def total_cost(db, task_id: str) -> float:
+    """What the task's agents reported spending, in USD."""
+    return float(db.execute("SELECT coalesce(sum(cost_usd), 0) FROM cost_ledger WHERE"
+                            " task_id = ?", [task_id]).fetchone()[0])

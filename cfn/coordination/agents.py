@@ -1,0 +1,86 @@
+"""The Redis side of running agents: claims, heartbeats, provider cooldowns, per-agent ACL
+users, and the record a finished agent leaves.
+
+An agent ID is claimed with SET NX on its heartbeat key before anything starts, so two
+spawners can never both launch it; the supervisor then keeps that key alive.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from dataclasses import dataclass
+
+import redis
+
+from cfn import defaults, keys
+from cfn.coordination import completion, results, streams
+
+
+def claim(r: redis.Redis, task_id: str, agent_id: str, spawner_pid: int) -> bool:
+    """Reserve the agent ID until its supervisor's first heartbeat; False if it is taken."""
+    beat = json.dumps({"claimed_by": spawner_pid})
+    return bool(r.set(keys.heartbeat(task_id, agent_id), beat, nx=True,
+                      ex=int(defaults.STARTUP_GRACE_S)))
+
+
+def beat(r: redis.Redis, task_id: str, agent_id: str, state: dict) -> None:
+    """Refresh the heartbeat: the supervisor is alive while the key exists."""
+    r.set(keys.heartbeat(task_id, agent_id), json.dumps(state), ex=defaults.HEARTBEAT_TTL_S)
+
+
+def heartbeat(r: redis.Redis, task_id: str, agent_id: str) -> dict | None:
+    """The supervisor's last heartbeat (or the spawner's claim), None when it is gone."""
+    raw = r.get(keys.heartbeat(task_id, agent_id))
+    return json.loads(raw) if raw else None
+
+
+def unclaim(r: redis.Redis, task_id: str, agent_id: str) -> None:
+    r.delete(keys.heartbeat(task_id, agent_id))
+
+
+def cool_down(r: redis.Redis, provider: str) -> None:
+    """Mark a provider as failing (rate limit, overload, 5xx) for everyone, for a while."""
+    r.set(keys.provider_cooldown(provider), str(time.time()), ex=defaults.PROVIDER_COOLDOWN_S)
+
+
+def cooling(r: redis.Redis, providers: tuple[str, ...]) -> list[str]:
+    """Those of `providers` in cooldown."""
+    return [p for p in providers if r.exists(keys.provider_cooldown(p))]
+
+
+def finish(r: redis.Redis, task_id: str, agent_id: str, *, status: str, payload: str,
+           phase: str | None, report: dict | None, ttl: int, max_bytes: int) -> None:
+    """Write a finished agent's report (unless it reported itself: `report` None) and its
+    completion record in one transaction, so a reader never sees one without the other."""
+    pipe = r.pipeline(transaction=True)
+    if report is not None:
+        fields = results.report_fields(agent_id, max_bytes=max_bytes, **report)
+        streams.add(pipe, keys.results(task_id), fields, ttl)
+    fields = completion.completion_fields(agent_id, status=status, payload=payload,
+                                          max_bytes=max_bytes)
+    streams.add(pipe, keys.completion(task_id, phase), fields, ttl)
+    pipe.execute()
+
+
+@dataclass(frozen=True)
+class RedisUser:
+    username: str
+    password: str
+
+
+def create_user(r: redis.Redis, task_id: str, agent_id: str) -> RedisUser:
+    """An ACL user that may run ordinary commands on its task's keys only."""
+    user = RedisUser(f"cfn-{task_id}-{agent_id}-{secrets.token_hex(4)}", secrets.token_hex(24))
+    r.acl_setuser(
+        user.username, enabled=True, reset=True, reset_keys=True, reset_channels=True,
+        passwords=[f"+{user.password}"], keys=keys.task_patterns(task_id),
+        commands=["+@all", "-@dangerous", "-@admin"],
+    )
+    return user
+
+
+def delete_user(r: redis.Redis, username: str) -> None:
+    """Remove the user (its open connections are closed by Redis)."""
+    r.acl_deluser(username)

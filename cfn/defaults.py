@@ -1,0 +1,34 @@
+"""Named defaults, in one place (as rq's defaults.py). Settings a user may change are
+declared in cfn.config with these as their defaults; the rest are fixed policy."""
+
+# --- settings (cfn.config overrides them) -------------------------------------------------
+CONNECT_TIMEOUT_S = 10.0
+RETRIES = 3
+KEY_TTL_S = 7 * 24 * 3600  # signals, results, completions, events after their last write
+MAX_PAYLOAD_BYTES = 1024 * 1024
+AGENT_IMAGE = "localhost/cfn-agent:latest"
+SKILL_APPROVE_RISK = 0.30
+SKILL_APPROVE_COVERAGE = 0.95
+SKILL_ESCALATE_RISK = 0.60
+# provider routing, as in the seed (used when custom routing is on)
+DEFAULT_PROVIDER = "kimi"
+COST_PROVIDER = "zai"
+HIGH_COMPLEXITY_PROVIDER = "anthropic"
+ROUTING_OFF_PROVIDER = "anthropic"
+
+# --- Redis -----------------------------------------------------------------------------
+# No single blocking call holds the socket longer than this; longer waits are made of
+# such slices, so a socket timeout can stay short and a dead server is noticed.
+MAX_BLOCK_S = 5.0
+EVENTS_MAXLEN = 10_000  # a loop's event stream keeps about this many entries
+
+# --- agents ------------------------------------------------------------------------------
+HEARTBEAT_EVERY_S = 2.0
+HEARTBEAT_TTL_S = 10
+STARTUP_GRACE_S = 15.0  # a claim covers an agent until its supervisor's first heartbeat
+LIVENESS_CHECK_S = 1.0  # how often waits look for supervisors that died
+PROVIDER_COOLDOWN_S = 60
+AGENT_WAIT_S = 7 * 24 * 3600  # `spawn-agent --wait`: the supervisor enforces the real timeout
+
+# --- the loop ------------------------------------------------------------------------------
+LOOP_WAIT_MARGIN_S = 120  # past the longest agent timeout, a phase stops waiting

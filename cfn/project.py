@@ -1,0 +1,306 @@
+"""`cfn.Project`: the front door to one project's configuration, Redis and database.
+
+    with Project.open() as project:
+        project.send_signal("T", "start-loop2", '{"go": true}')
+
+It resolves the configuration once, connects to Redis on first use (the primary, else
+the fallback) and remembers the URL it reached, opens and migrates the database on
+first use, and carries the policy (key TTL, payload limit) so no call repeats it.
+Every Redis failure inside a call leaves as BackendUnavailable (exit 4).
+
+Nothing heavy is imported until it is needed: `cfn config` never loads redis-py,
+`cfn signal send` never loads sqlite-utils.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cfn.config import Config, resolve
+from cfn.errors import CfnError
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    import redis
+    from sqlite_utils import Database
+
+    from cfn.agents.lifecycle import Waited
+    from cfn.agents.spawn import Spawned, SpawnRequest
+    from cfn.backend import Target
+    from cfn.coordination.completion import Completion
+    from cfn.coordination.decisions import Decision
+    from cfn.coordination.locks import Lock
+    from cfn.coordination.results import Collection
+    from cfn.loop.engine import LoopReport
+    from cfn.loop.spec import LoopSpec
+
+
+def _backend_errors(method: Callable) -> Callable:
+    """Redis errors raised inside `method` become BackendUnavailable naming the URL."""
+
+    @functools.wraps(method)
+    def call(self: Project, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except CfnError:
+            raise
+        except Exception as exc:
+            from redis.exceptions import RedisError
+
+            if not isinstance(exc, RedisError):
+                raise
+            from cfn.backend import unavailable
+
+            raise unavailable(exc, self._url or "(not connected)") from None
+
+    return call
+
+
+class Project:
+    """One cfn project. Open it with `Project.open()`; close it (or use `with`) when done."""
+
+    def __init__(self, config: Config, *, target: Target | None = None):
+        self.config = config
+        self._target = target
+        self._redis: redis.Redis | None = None
+        self._url: str | None = None
+        self._db: Database | None = None
+        self._sqlite: sqlite3.Connection | None = None
+
+    @classmethod
+    def open(cls, path: str | Path | None = None, *, env: Mapping[str, str] | None = None,
+             **overrides: object) -> Project:
+        """The project at (or above) `path`, default the current directory.
+
+        `overrides` are settings by name (as `cfn config` lists them) and win over the
+        environment (`env`, default os.environ) and cfn.toml.
+        """
+        return cls(resolve(flags=overrides, env=env, cwd=Path(path) if path else None))
+
+    def __enter__(self) -> Project:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for handle in (self._redis, self._db, self._sqlite):
+            if handle is not None:
+                handle.close()
+        self._redis = self._db = self._sqlite = None
+
+    # --- where things are -----------------------------------------------------------
+
+    @property
+    def root(self) -> Path:
+        return self.config.root
+
+    @property
+    def home(self) -> Path:
+        """The state directory (.cfn/): database, embedded Redis, agent logs."""
+        return self.config.home
+
+    @property
+    def key_ttl(self) -> int:
+        return int(self.config.key_ttl)
+
+    @property
+    def max_payload(self) -> int:
+        return int(self.config.max_payload)
+
+    # --- connections --------------------------------------------------------------------
+
+    @property
+    def target(self) -> Target:
+        """Where Redis is: the configured primary (the embedded server when none is
+        configured, started on demand) and the fallback."""
+        if self._target is None:
+            from cfn.backend import Target
+
+            self._target = Target.of(self.config)
+        return self._target
+
+    @property
+    def redis(self) -> redis.Redis:
+        """A client on the first Redis of the target that answered; connects once."""
+        if self._redis is None:
+            from cfn.backend import connect
+
+            self._redis, self._url = connect(self.target)
+        return self._redis
+
+    @property
+    def redis_url(self) -> str:
+        """The URL this project actually reached (connecting first if need be)."""
+        _ = self.redis
+        assert self._url is not None
+        return self._url
+
+    @property
+    def db(self) -> Database:
+        """The project database (sqlite-utils), migrated forward; opened once."""
+        if self._db is None:
+            from cfn.db import open_db
+
+            self._db = open_db(self.home)
+        return self._db
+
+    @property
+    def sqlite(self) -> sqlite3.Connection:
+        """A plain sqlite3 connection to the database, for processes that only record
+        (supervisors): no sqlite-utils import, no migration check."""
+        if self._sqlite is None:
+            from cfn.db import connect_raw, db_path
+
+            self._sqlite = connect_raw(db_path(self.home))
+        return self._sqlite
+
+    # --- coordination ---------------------------------------------------------------------
+
+    @_backend_errors
+    def store_context(self, task_id: str, key: str, value: str, *,
+                      ttl: int | None = None) -> None:
+        from cfn.coordination import context
+
+        context.store(self.redis, task_id, key, value, ttl=ttl, max_bytes=self.max_payload)
+
+    @_backend_errors
+    def get_context(self, task_id: str, key: str) -> str:
+        from cfn.coordination import context
+
+        return context.get(self.redis, task_id, key)
+
+    @_backend_errors
+    def list_context(self, task_id: str) -> list[str]:
+        from cfn.coordination import context
+
+        return context.list_keys(self.redis, task_id)
+
+    @_backend_errors
+    def delete_context(self, task_id: str, key: str) -> None:
+        from cfn.coordination import context
+
+        context.delete(self.redis, task_id, key)
+
+    @_backend_errors
+    def send_signal(self, task_id: str, channel: str, payload: str = "") -> int:
+        """Queue a signal; returns how many now wait on the channel."""
+        from cfn.coordination import signals
+
+        return signals.send(self.redis, task_id, channel, payload, ttl=self.key_ttl,
+                            max_bytes=self.max_payload)
+
+    @_backend_errors
+    def wait_signal(self, task_id: str, channel: str, *, timeout: float) -> str:
+        """Take the oldest signal, waiting up to `timeout` s (TimedOut after that)."""
+        from cfn.coordination import signals
+
+        return signals.wait(self.redis, task_id, channel, timeout=timeout)
+
+    @_backend_errors
+    def report(self, task_id: str, agent_id: str, *, status: str = "success",
+               confidence: float | None = None, result: object | None = None) -> str:
+        """Report an agent's result; returns the stream entry ID."""
+        from cfn.coordination import results
+
+        return results.report(self.redis, task_id, agent_id, status=status,
+                              confidence=confidence, result=result, ttl=self.key_ttl,
+                              max_bytes=self.max_payload)
+
+    @_backend_errors
+    def collect_results(self, task_id: str, *, expected: int, threshold: float,
+                        timeout: float) -> Collection:
+        """Wait for `expected` reports (or the timeout), judge the quorum, and record what
+        arrived in the database. Never consumes the results."""
+        from cfn import history
+        from cfn.coordination import results
+
+        collected = results.collect(self.redis, task_id, expected=expected,
+                                    threshold=threshold, timeout=timeout)
+        history.record_results(self.db, collected)
+        return collected
+
+    @_backend_errors
+    def signal_completion(self, task_id: str, agent_id: str, *, status: str = "success",
+                          payload: str | None = None, phase: str | None = None) -> str:
+        from cfn.coordination import completion
+
+        return completion.signal_completion(self.redis, task_id, agent_id, status=status,
+                                            payload=payload, phase=phase, ttl=self.key_ttl,
+                                            max_bytes=self.max_payload)
+
+    @_backend_errors
+    def wait_completion(self, task_id: str, *, expected: int, timeout: float,
+                        phase: str | None = None) -> Completion:
+        from cfn.coordination import completion
+
+        return completion.wait_for_completion(self.redis, task_id, expected=expected,
+                                              timeout=timeout, phase=phase)
+
+    @_backend_errors
+    def acquire_lock(self, task_id: str, name: str, *, ttl: float, wait: float = 0.0) -> Lock:
+        from cfn.coordination import locks
+
+        return locks.acquire(self.redis, task_id, name, ttl=ttl, wait=wait)
+
+    @_backend_errors
+    def release_lock(self, task_id: str, name: str, token: str) -> None:
+        from cfn.coordination import locks
+
+        locks.release(self.redis, task_id, name, token)
+
+    @_backend_errors
+    def extend_lock(self, task_id: str, name: str, token: str, *, ttl: float) -> None:
+        from cfn.coordination import locks
+
+        locks.extend(self.redis, task_id, name, token, ttl=ttl)
+
+    # --- decisions and history ----------------------------------------------------------------
+
+    @_backend_errors
+    def decide(self, decision: Decision) -> Decision:
+        """Record a product-owner decision durably, then publish it as the task's latest."""
+        from cfn import history
+
+        return history.decide(self.redis, self.db, decision, ttl=self.key_ttl)
+
+    @_backend_errors
+    def latest_decision(self, task_id: str) -> Decision | None:
+        from cfn.coordination import decisions
+
+        return decisions.latest(self.redis, task_id)
+
+    def history(self, task_id: str) -> dict | None:
+        """Everything the database recorded about a task (works with Redis gone)."""
+        from cfn import history
+
+        return history.task_history(self.db, task_id)
+
+    # --- agents and the loop ----------------------------------------------------------------
+
+    @_backend_errors
+    def spawn(self, request: SpawnRequest) -> Spawned:
+        """Start an agent under a supervisor; returns once the supervisor has its spec."""
+        from cfn.agents.spawn import spawn
+
+        return spawn(self, request)
+
+    @_backend_errors
+    def wait_agents(self, task_id: str, run_ids: dict[str, int], *, timeout: float,
+                    phase: str | None = None, on_record: Callable | None = None) -> Waited:
+        """Wait until each agent (agent ID -> run ID) finished that run, or the timeout."""
+        from cfn.agents import lifecycle
+
+        return lifecycle.wait(self, task_id, run_ids, timeout=timeout, phase=phase,
+                              on_record=on_record)
+
+    @_backend_errors
+    def run_loop(self, spec: LoopSpec) -> LoopReport:
+        """Run (or resume) a CFN Loop to its end; progress goes to the `cfn.loop` logger."""
+        from cfn.loop.engine import Loop
+
+        return Loop(self, spec).run()
