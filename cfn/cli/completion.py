@@ -31,7 +31,7 @@ def completion() -> None:
 @task_option
 @agent_option
 @click.option("--status", type=click.Choice(completions.STATUSES), default="success",
-              show_default=True)
+              show_default=True, help="How the agent finished.")
 @click.option("--payload", help="Optional text kept with the completion.")
 @phase_option
 @json_option

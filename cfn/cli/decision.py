@@ -23,7 +23,8 @@ def decision() -> None:
 
 @decision.command(name="set")
 @task_option
-@click.option("--decision", "verdict", type=click.Choice(decisions.DECISIONS), required=True)
+@click.option("--decision", "verdict", type=click.Choice(decisions.DECISIONS), required=True,
+              help="The product owner's verdict.")
 @click.option("--iteration", type=click.IntRange(min=1), help="Loop iteration it decides.")
 @click.option("--agent-id", callback=checked_id("agent ID"), help="Who decided.")
 @click.option("--confidence", type=float, callback=checked_fraction, help="0 to 1, if known.")

@@ -28,7 +28,8 @@ def loop() -> None:
 
 
 @loop.command()
-@click.option("--task-id", required=True, callback=checked_id("task ID"))
+@click.option("--task-id", required=True, callback=checked_id("task ID"),
+              help="The task the loop works on (its keys and records).")
 @click.option("--epic", required=True, help="What to build.")
 @click.option("--mode", type=click.Choice(["mvp", "standard", "enterprise"]), default="standard",
               show_default=True, help="Thresholds: mvp 0.70/0.80/5, standard 0.95/0.90/10, "
@@ -38,12 +39,16 @@ def loop() -> None:
 @click.option("--loop2-agents", callback=_names, help="Validator profiles (default: "
                                                       "code-reviewer,tester,security-specialist).")
 @click.option("--product-owner", callback=checked_id("profile"), help="Default: product-owner.")
-@click.option("--max-iterations", type=click.IntRange(min=1))
-@click.option("--gate-threshold", type=click.FloatRange(0, 1))
-@click.option("--consensus-threshold", type=click.FloatRange(0, 1))
+@click.option("--max-iterations", type=click.IntRange(min=1),
+              help="Iteration limit (default: the mode's).")
+@click.option("--gate-threshold", type=click.FloatRange(0, 1),
+              help="Gate score needed, 0 to 1 (default: the mode's).")
+@click.option("--consensus-threshold", type=click.FloatRange(0, 1),
+              help="Validators' consensus needed, 0 to 1 (default: the mode's).")
 @click.option("--runtime", type=click.Choice(["process", "container", "kubernetes"]),
-              default="process", show_default=True)
-@click.option("--workspace", type=click.Path(file_okay=False, exists=True, path_type=Path))
+              default="process", show_default=True, help="Where the loop's agents run.")
+@click.option("--workspace", type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="Directory the agents work in (default: the project root).")
 @click.option("--test-command", help="Shell command whose pass rate is the gate score.")
 @click.option("--budget-usd", type=click.FloatRange(min=0, min_open=True),
               help="Stop (exit 1) once agents reported this much cost.")

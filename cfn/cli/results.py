@@ -21,7 +21,8 @@ from cfn.validate import json_text
 @click.command()
 @task_option
 @agent_option
-@click.option("--status", type=click.Choice(results.STATUSES), default="success", show_default=True)
+@click.option("--status", type=click.Choice(results.STATUSES), default="success",
+              show_default=True, help="Whether the agent's work succeeded.")
 @click.option(
     "--confidence", type=float, callback=checked_fraction,
     help="0 to 1. Omit when unknown: a report without one has none.",

@@ -46,7 +46,8 @@ def add(ctx, path: Path, name: str | None, as_json: bool) -> None:
 
 
 @skills.command(name="ls")
-@click.option("--status", type=click.Choice(["pending", "approved", "rejected", "escalated"]))
+@click.option("--status", type=click.Choice(["pending", "approved", "rejected", "escalated"]),
+              help="Only skills in this state.")
 @json_option
 @click.pass_context
 def ls(ctx, status: str | None, as_json: bool) -> None:

@@ -33,7 +33,8 @@ def token() -> None:
 @task_option
 @click.option("--ttl", type=click.FloatRange(min=0, min_open=True), default=3600,
               show_default=True, metavar="SECONDS", help="Lifetime.")
-@click.option("--role", default="agent", show_default=True, callback=checked_id("role"))
+@click.option("--role", default="agent", show_default=True, callback=checked_id("role"),
+              help="Role claim, e.g. agent or operator.")
 @json_option
 @click.pass_context
 def issue(ctx, agent_id, task_id, ttl, role, as_json) -> None:

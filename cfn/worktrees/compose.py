@@ -59,7 +59,7 @@ def _is_ip(text: str) -> bool:
     return True
 
 
-def _port(entry) -> Port:
+def parse_port(entry) -> Port:
     """Parse a compose `ports` entry, short ("[IP:]HOST:CONTAINER[/PROTO]") or long syntax."""
     if isinstance(entry, dict):
         return Port(int(entry["target"]), entry.get("host_ip"), entry.get("protocol") or "tcp")
@@ -83,7 +83,7 @@ def published(compose_file: Path | None) -> tuple[dict[str, list[Port]], list[st
 
     try:
         document = load_yaml(compose_file.read_text()) or {}
-        services = {name: [_port(p) for p in (spec or {}).get("ports") or ()]
+        services = {name: [parse_port(p) for p in (spec or {}).get("ports") or ()]
                     for name, spec in (document.get("services") or {}).items()}
         volumes = [name for name, spec in (document.get("volumes") or {}).items()
                    if not (spec or {}).get("external")]  # shared on purpose: leave them be
