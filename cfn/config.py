@@ -169,7 +169,8 @@ class Config:
         """The value as it may be displayed: secrets and URL passwords masked."""
         if name.startswith("providers."):
             _, provider, attribute = name.split(".")
-            return getattr(self.providers[provider], attribute)
+            value = getattr(self.providers[provider], attribute)
+            return mask_url(value) if attribute == "base_url" and value else value
         value = self.values[name]
         if value is None:
             return None
