@@ -99,16 +99,20 @@ def resolve(provider: Provider, env: Mapping[str, str]) -> Resolved:
 
 
 def agent_env_without_credentials(base: Mapping[str, str],
-                                  extra_keys: tuple[str, ...] = ()) -> dict[str, str]:
-    """`base` without any variable that could carry a provider key."""
-    known = {p.key_env for p in BUILTIN_PROVIDERS if p.key_env} | set(extra_keys)
+                                  table: Mapping[str, Provider] | None = None) -> dict[str, str]:
+    """`base` without any variable that could carry a provider key (of the built-in
+    providers and of every provider in `table`)."""
+    providers = (*BUILTIN_PROVIDERS, *(table or {}).values())
+    known = {p.key_env for p in providers if p.key_env}
     return {k: v for k, v in base.items()
             if k not in _CREDENTIAL_VARS and k not in known and not k.endswith("_API_KEY")}
 
 
-def agent_env(resolved: Resolved, model: str | None, base: Mapping[str, str]) -> dict[str, str]:
+def agent_env(resolved: Resolved, model: str | None, base: Mapping[str, str],
+              table: Mapping[str, Provider] | None = None) -> dict[str, str]:
     """`base` without any provider credentials, plus this provider's URL, key and model."""
-    env = agent_env_without_credentials(base, (resolved.provider.key_env or "",))
+    env = agent_env_without_credentials(base, {**(table or {}),
+                                               resolved.provider.name: resolved.provider})
     env["ANTHROPIC_BASE_URL"] = resolved.provider.base_url
     env["ANTHROPIC_MODEL"] = model or resolved.provider.model
     if resolved.key is not None:

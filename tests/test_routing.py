@@ -86,3 +86,13 @@ def test_cfn_route_explains_without_showing_keys(cfn):
     assert "sk-a" not in got.stdout and "sk-z" not in got.stdout
     missing = cfn("route", "coder", "--provider", "kimi", extra_env={"KIMI_API_KEY": ""})
     assert missing.returncode == 2 and "KIMI_API_KEY" in missing.stderr
+
+
+def test_keys_of_configured_providers_never_reach_another_provider(tmp_path):
+    (tmp_path / "cfn.toml").write_text(
+        '[providers.local]\nbase_url = "http://127.0.0.1:9"\nmodel = "m"\nkey_env = "LOCAL_KEY"\n')
+    table = resolve(env={}, cwd=tmp_path).providers
+    resolved = routing.resolve(table["zai"], KEYS)
+    env = routing.agent_env(resolved, None, {"LOCAL_KEY": "sk-local", "PATH": "/bin"}, table)
+    assert "LOCAL_KEY" not in env and env["ANTHROPIC_AUTH_TOKEN"] == "sk-z"
+    assert routing.agent_env_without_credentials({"LOCAL_KEY": "x"}, table) == {}

@@ -46,10 +46,11 @@ class Supervisor:
         spec = self.spec
         base = dict(os.environ) if spec["runtime"] == "process" else {}
         base.update(spec["agent_env"])  # CFN_*, REDIS_* credentials, context
+        table = self.project.config.providers
         if provider is None:
-            return routing.agent_env_without_credentials(base)
-        resolved = routing.resolve(self.project.config.providers[provider], os.environ)
-        env = routing.agent_env(resolved, self.model(provider), base)
+            return routing.agent_env_without_credentials(base, table)
+        resolved = routing.resolve(table[provider], os.environ)
+        env = routing.agent_env(resolved, self.model(provider), base, table)
         env["CLAUDE_CODE_MAX_RETRIES"] = str(self.profile.max_retries)
         if self.profile.max_tokens:
             env["CLAUDE_CODE_MAX_OUTPUT_TOKENS"] = str(self.profile.max_tokens)
