@@ -166,3 +166,15 @@ def test_cli_refuses_a_tampered_migration_with_exit_2(cfn, project):
     db.execute("UPDATE cfn_migrations SET checksum = 'f00' WHERE version = 1")
     got = cfn("skills", "ls")
     assert got.returncode == 2 and "changed since it was applied" in got.stderr
+
+
+def test_processes_opening_a_new_database_together_all_succeed(tmp_path):
+    """Switching a new database to WAL needs it to itself; concurrent first opens take turns."""
+    code = ("import sys; from pathlib import Path; from cfn.db import open_db; "
+            "open_db(Path(sys.argv[1]))")
+    for round_ in range(15):
+        home = tmp_path / f"r{round_}" / ".cfn"
+        procs = [subprocess.Popen([sys.executable, "-c", code, str(home)], text=True,
+                                  stderr=subprocess.PIPE) for _ in range(4)]
+        errors = [p.communicate(timeout=60)[1] for p in procs]
+        assert all(p.returncode == 0 for p in procs), errors

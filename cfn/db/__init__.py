@@ -8,6 +8,7 @@ instead of failing, and opening it migrates it forward (cfn.db.migrate).
 
 from __future__ import annotations
 
+import fcntl
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -45,8 +46,17 @@ def connect(path: Path) -> Database:
 
     db = Database(connect_raw(path), execute_plugins=False)
     if db.journal_mode != "wal":
-        db.enable_wal()
+        _enable_wal(db, path)
     return db
+
+
+def _enable_wal(db: Database, path: Path) -> None:
+    """Switch a new database to WAL, one process at a time: the switch needs the database
+    to itself and fails at once (no busy wait) when another process is opening it too."""
+    with open(path.with_name(path.name + ".init-lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if db.journal_mode != "wal":
+            db.enable_wal()
 
 
 def open_db(home: Path) -> Database:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import re
 import subprocess
 import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from cfn.errors import InvalidInput, NegativeOutcome
@@ -66,8 +69,22 @@ def registered(root: Path) -> dict[Path, str]:
     return found
 
 
+@contextmanager
+def _one_at_a_time(root: Path) -> Iterator[None]:
+    """git's worktree registry is not safe against itself: a `worktree prune` racing a
+    `worktree add` deletes the half-made entry. cfn's changes to it take turns."""
+    with open(root / ".git" / "cfn-worktrees.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def add(root: Path, path: Path, branch: str, base: str | None) -> None:
     """Create the worktree, and the branch from `base` when it does not exist yet."""
+    with _one_at_a_time(root):
+        _add(root, path, branch, base)
+
+
+def _add(root: Path, path: Path, branch: str, base: str | None) -> None:
     if not path.exists():
         git("worktree", "prune", cwd=root)  # forget it if it was deleted by hand
     elif registered(root).get(path) == branch:
@@ -83,8 +100,15 @@ def add(root: Path, path: Path, branch: str, base: str | None) -> None:
         raise InvalidInput(f"git worktree add failed: {done.stderr.strip()}")
 
 
+def prune(root: Path) -> None:
+    """Let git forget worktrees deleted by hand."""
+    with _one_at_a_time(root):
+        git("worktree", "prune", cwd=root)
+
+
 def remove(root: Path, path: Path) -> None:
-    done = git("worktree", "remove", str(path), cwd=root)
+    with _one_at_a_time(root):
+        done = git("worktree", "remove", str(path), cwd=root)
     if done.returncode != 0:
         raise NegativeOutcome(f"git worktree remove failed: {done.stderr.strip()} "
                               "(commit or stash its changes first)")

@@ -131,7 +131,7 @@ def down(db, root: Path, branch: str, *, volumes: bool = False, remove: bool = F
         if where.exists():
             git.remove(root, where)  # our .cfn/ is excluded, so it does not count as dirty
         else:  # deleted by hand: let git forget it too
-            git.git("worktree", "prune", cwd=root)
+            git.prune(root)
         db.execute("DELETE FROM worktrees WHERE branch = ?", [branch])
 
 
