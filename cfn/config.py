@@ -123,29 +123,36 @@ SETTINGS: tuple[Setting, ...] = (
 _BY_NAME = {s.name: s for s in SETTINGS}
 
 
+AUTH_STYLES = ("api-key", "bearer")
+
+
 @dataclass(frozen=True)
 class Provider:
     """An Anthropic-compatible endpoint. `key_env` names the variable holding its key
     (None: the agent CLI's own login, e.g. a Claude Max subscription); the key itself is
-    read from the environment when an agent starts and is never configuration."""
+    read from the environment when an agent starts and is never configuration. `auth` is
+    how the endpoint takes it: `api-key` (the x-api-key header, Anthropic's own API) or
+    `bearer` (Authorization: Bearer, most Anthropic-compatible third parties)."""
 
     name: str
     base_url: str | None  # None: no Anthropic-compatible endpoint known; configure one
     model: str
     key_env: str | None
+    auth: str = "bearer"
 
 
 BUILTIN_PROVIDERS: tuple[Provider, ...] = (
-    Provider("anthropic", "https://api.anthropic.com", "claude-sonnet-4-5", "ANTHROPIC_API_KEY"),
+    Provider("anthropic", "https://api.anthropic.com", "claude-sonnet-4-5", "ANTHROPIC_API_KEY",
+             "api-key"),
     Provider("zai", "https://api.z.ai/api/anthropic", "glm-4.6", "ZAI_API_KEY"),
     Provider("kimi", "https://api.moonshot.ai/anthropic", "kimi-latest", "KIMI_API_KEY"),
     Provider("openrouter", "https://openrouter.ai/api", "anthropic/claude-3.5-sonnet",
              "OPENROUTER_API_KEY"),
-    Provider("max", "https://api.anthropic.com", "claude-opus-4-1", None),
+    Provider("max", "https://api.anthropic.com", "claude-opus-4-1", None, "api-key"),
     Provider("gemini", None, "gemini-2.0-flash-exp", "GEMINI_API_KEY"),
     Provider("xai", "https://api.x.ai", "grok-beta", "XAI_API_KEY"),
 )
-PROVIDER_FIELDS = ("base_url", "model", "key_env")
+PROVIDER_FIELDS = ("base_url", "model", "key_env", "auth")
 
 
 @dataclass(frozen=True)
@@ -316,10 +323,14 @@ def _merge_provider(table: dict, name: str, fields: object, where: str,
                            "the variable that holds it in key_env)")
     if name not in table and not {"base_url", "model"} <= set(fields):
         raise InvalidInput(f"new provider {name} in {where} needs base_url and model")
+    if fields.get("auth", AUTH_STYLES[0]) not in AUTH_STYLES:
+        raise InvalidInput(f"provider {name} in {where}: auth must be one of "
+                           f"{', '.join(AUTH_STYLES)}, got {fields['auth']!r}")
     entry = table.setdefault(name, {"name": name, "base_url": None, "model": "",
-                                    "key_env": None})
+                                    "key_env": None, "auth": "bearer"})
     for attribute, value in fields.items():
-        entry[attribute] = (str(value) or None) if attribute != "model" else str(value)
+        entry[attribute] = (str(value) or None) if attribute in ("base_url", "key_env") \
+            else str(value)
         sources[f"providers.{name}.{attribute}"] = where
 
 

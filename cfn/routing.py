@@ -116,7 +116,10 @@ def agent_env(resolved: Resolved, model: str | None, base: Mapping[str, str],
     env["ANTHROPIC_BASE_URL"] = resolved.provider.base_url
     env["ANTHROPIC_MODEL"] = model or resolved.provider.model
     if resolved.key is not None:
-        env["ANTHROPIC_AUTH_TOKEN"] = resolved.key
+        # Claude Code sends ANTHROPIC_API_KEY as x-api-key, ANTHROPIC_AUTH_TOKEN as a bearer
+        variable = "ANTHROPIC_API_KEY" if resolved.provider.auth == "api-key" \
+            else "ANTHROPIC_AUTH_TOKEN"
+        env[variable] = resolved.key
     return env
 
 

@@ -18,6 +18,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class Standin:
     reply: str = '{"confidence": 0.9, "deliverables": ["done.txt"]}'
     status: int = 200  # e.g. 429 to act rate limited
+    # the header the real provider takes its key in: "api-key" (x-api-key, Anthropic's API)
+    # or "bearer" (Authorization: Bearer, third parties); a key elsewhere gets a 401
+    auth: str = "bearer"
     requests: list[dict] = field(default_factory=list)
     server: ThreadingHTTPServer | None = None
 
@@ -53,7 +56,11 @@ class Standin:
                     "authorization": self.headers.get("authorization"),
                     "body": body,
                 })
-                if standin.status != 200:
+                if not self._authorized():
+                    self._send_json(401, {"type": "error", "error": {
+                        "type": "authentication_error",
+                        "message": f"stand-in takes its key as {standin.auth}"}})
+                elif standin.status != 200:
                     kind = "rate_limit_error" if standin.status == 429 else "api_error"
                     self._send_json(standin.status, {"type": "error", "error": {
                         "type": kind, "message": f"stand-in says {standin.status}"}})
@@ -63,6 +70,12 @@ class Standin:
                     self._stream(body)
                 else:
                     self._send_json(200, self._message(body))
+
+            def _authorized(self) -> bool:
+                bearer = (self.headers.get("authorization") or "").startswith("Bearer ")
+                api_key = bool(self.headers.get("x-api-key"))
+                return (api_key and not bearer) if standin.auth == "api-key" else \
+                    (bearer and not api_key)
 
             def _message(self, body):
                 return {

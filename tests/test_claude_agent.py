@@ -18,7 +18,7 @@ pytestmark = [
 
 @pytest.fixture
 def providers():
-    limited = Standin(status=429).start()
+    limited = Standin(status=429, auth="api-key").start()  # as Anthropic's API
     working = Standin(reply='All done.\n{"confidence": 0.9, "deliverables": ["hello.txt"], '
                             '"feedback": "fine"}').start()
     yield limited, working
@@ -65,8 +65,10 @@ def test_rate_limited_provider_moves_the_agent_to_the_next(cfn, r, providers, cl
 
     # the routed base URL, token and model reached each stand-in, and each key only its own
     assert limited.requests and working.requests
-    assert {q["authorization"] for q in limited.requests} == {"Bearer sk-ant-for-anthropic-only"}
-    assert {q["authorization"] for q in working.requests} == {"Bearer sk-zai-for-zai-only"}
+    assert {(q["x-api-key"], q["authorization"]) for q in limited.requests} == \
+        {("sk-ant-for-anthropic-only", None)}  # Anthropic's API takes keys as x-api-key
+    assert {(q["x-api-key"], q["authorization"]) for q in working.requests} == \
+        {(None, "Bearer sk-zai-for-zai-only")}  # third parties as a bearer token
     assert {q["model"] for q in limited.requests} == {"claude-sonnet-4-5"}
     assert {q["model"] for q in working.requests} == {"glm-4.6"}
     assert "Write hello.txt" in json.dumps(working.requests[-1]["body"])
@@ -104,6 +106,7 @@ def test_a_loop_of_real_claude_agents_reaches_a_decision(cfn, claude_env, provid
     _, working = providers
     working.reply = ('Done.\n{"confidence": 0.96, "deliverables": ["hello.txt"], '
                      '"feedback": "fine", "decision": "PROCEED", "reason": "meets the epic"}')
+    working.auth = "api-key"  # it stands in for Anthropic's API here
     env = {**claude_env, "CFN_PROVIDER_ANTHROPIC_BASE_URL": working.url}
     got = cfn("loop", "run", "--task-id", "T1", "--epic", "Write hello.txt", "--mode", "mvp",
               "--loop3-agents", "coder", "--loop2-agents", "code-reviewer,tester",
@@ -115,3 +118,19 @@ def test_a_loop_of_real_claude_agents_reaches_a_decision(cfn, claude_env, provid
     prompts = [json.dumps(q["body"]) for q in working.requests]
     assert any("Write hello.txt" in p and "Deliverables to validate: hello.txt" in p
                for p in prompts)  # validators were told what the implementer delivered
+
+
+def test_a_refused_key_is_reported_as_a_key_problem_naming_the_provider(cfn, claude_env,
+                                                                        quick_coder):
+    wants_api_key = Standin(auth="api-key").start()  # zai's key arrives as a bearer token
+    try:
+        got = cfn("spawn-agent", "coder-1", "T9", "cli", "zai", "--prompt", "hi",
+                  "--wait", "--json", timeout=180,
+                  extra_env={**claude_env, "CFN_PROVIDER_ZAI_BASE_URL": wants_api_key.url})
+    finally:
+        wants_api_key.stop()
+    assert got.returncode == 1, got.stderr
+    record = json.loads(got.stdout)["records"]["coder-1"]
+    assert record["status"] == "failure" and record["key_refused"] is True
+    assert "provider zai refused its key" in record["error"] and "ZAI_API_KEY" in record["error"]
+    assert "sk-zai-for-zai-only" not in got.stdout + got.stderr

@@ -36,8 +36,8 @@ def test_dry_run_prints_a_valid_job_and_its_secret(manifest, project):
         job["metadata"]["name"] == "cfn-t-5-coder-1-0"
     env = {e.name: e.value for e in container.env}
     assert env["ANTHROPIC_BASE_URL"] == "https://api.anthropic.com"
-    assert "ANTHROPIC_AUTH_TOKEN" not in env and "REDIS_PASSWORD" not in env
-    assert set(secret["stringData"]) == {"ANTHROPIC_AUTH_TOKEN", "REDIS_PASSWORD", "CFN_TOKEN"}
+    assert "ANTHROPIC_API_KEY" not in env and "REDIS_PASSWORD" not in env
+    assert set(secret["stringData"]) == {"ANTHROPIC_API_KEY", "REDIS_PASSWORD", "CFN_TOKEN"}
     assert set(secret["stringData"].values()) == {"<redacted>"}
     assert container.command[-1] == "Add login"
     assert not (project / ".cfn" / "agents").exists()  # a dry run starts nothing

@@ -88,6 +88,15 @@ def test_cfn_route_explains_without_showing_keys(cfn):
     assert missing.returncode == 2 and "KIMI_API_KEY" in missing.stderr
 
 
+def test_anthropic_takes_an_api_key_and_third_parties_a_bearer_token():
+    table = resolve(env={}, cwd=Path("/")).providers
+    anthropic = routing.agent_env(routing.resolve(table["anthropic"], KEYS), None, {})
+    assert anthropic["ANTHROPIC_API_KEY"] == "sk-a" and "ANTHROPIC_AUTH_TOKEN" not in anthropic
+    zai = routing.agent_env(routing.resolve(table["zai"], KEYS), None, {})
+    assert zai["ANTHROPIC_AUTH_TOKEN"] == "sk-z" and "ANTHROPIC_API_KEY" not in zai
+    assert table["max"].auth == "api-key"
+
+
 def test_keys_of_configured_providers_never_reach_another_provider(tmp_path):
     (tmp_path / "cfn.toml").write_text(
         '[providers.local]\nbase_url = "http://127.0.0.1:9"\nmodel = "m"\nkey_env = "LOCAL_KEY"\n')

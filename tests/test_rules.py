@@ -112,6 +112,9 @@ CLAUDE_OK = {"type": "result", "is_error": False, "total_cost_usd": 0.02,
      {"status": FAIL, "provider_error": None, "error": "bad request"}),
     (json.dumps({"type": "result", "is_error": True, "result": "API Error: overloaded"}), 1,
      {"status": FAIL, "provider_error": "API Error: overloaded"}),
+    (json.dumps({"type": "result", "is_error": True, "api_error_status": 401,
+                 "result": "Failed to authenticate"}), 1,
+     {"status": FAIL, "provider_error": None, "key_refused": True}),
 ])
 def test_outcome_parsing(output, exit_code, expected):
     parsed = outcome.parse(output, exit_code).to_dict()

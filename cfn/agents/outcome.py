@@ -26,7 +26,8 @@ class Outcome:
     input_tokens: int | None = None
     output_tokens: int | None = None
     cost_usd: float | None = None
-    provider_error: str | None = None  # why the provider failed, when it did
+    provider_error: str | None = None  # why the provider failed (429, 529, 5xx), when it did
+    key_refused: bool = False  # the provider answered 401/403: its key is the problem
     error: str | None = None
 
     def to_dict(self) -> dict:
@@ -109,6 +110,7 @@ def parse(output: str, exit_code: int | None) -> Outcome:
     if claude and is_error:
         outcome.error = str(document.get("result", ""))[:500]
         status = document.get("api_error_status")
+        outcome.key_refused = status in (401, 403)
         if (isinstance(status, int) and (status == 429 or status >= 500)) or (
                 status is None and _PROVIDER_TEXT.search(outcome.error or "")):
             outcome.provider_error = outcome.error

@@ -143,8 +143,15 @@ class Supervisor:
                                     model=self.model(chain[index + 1]))
                 continue
             break
+        if result.key_refused and provider:
+            result.error = self.key_problem(provider, result.error)
         self.finish(run_id, provider, result)
         return 0 if result.status == "success" else 1
+
+    def key_problem(self, provider: str, said: str | None) -> str:
+        key_env = self.project.config.providers[provider].key_env or "the CLI's login"
+        return (f"provider {provider} refused its key ({said}); check {key_env} "
+                f"(`cfn route` shows where each provider's key comes from)")
 
     def finish(self, run_id: int, provider: str | None, result: outcomes.Outcome) -> None:
         """Record how the run ended: SQLite first, then the report (unless the agent made

@@ -20,7 +20,7 @@ from cfn.agents.runtimes import RunRequest
 NAMESPACE_ENV = "CFN_K8S_NAMESPACE"
 TTL_AFTER_FINISHED_S = 600
 # variables whose values are secrets: they travel in the Secret
-SECRET_VARS = ("ANTHROPIC_AUTH_TOKEN", "REDIS_PASSWORD", "CFN_TOKEN")
+SECRET_VARS = ("ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_API_KEY", "REDIS_PASSWORD", "CFN_TOKEN")
 
 
 def _split_env(env: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
