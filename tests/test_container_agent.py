@@ -105,10 +105,19 @@ def test_container_agent_cannot_touch_another_tasks_keys(run_container_agent, r,
     assert "NOPERM" in (project / "peek.txt").read_text()
 
 
-def test_missing_image_is_a_clear_failure(cfn, docker_host):
+def test_a_missing_image_is_refused_before_anything_starts(cfn, docker_host, project, r):
     got = cfn("spawn-agent", "box-4", "T1", "--profile", "script", "--runtime", "container",
               "--image", "localhost/no-such-image:1", "--wait", "--json", "--", "true",
               extra_env={"DOCKER_HOST": docker_host}, timeout=120)
-    assert got.returncode == 1
-    record = json.loads(got.stdout)["records"]["box-4"]
-    assert record["status"] == "failure" and "not found" in record["error"]
+    assert got.returncode == 2 and not got.stdout
+    assert "localhost/no-such-image:1 not found" in got.stderr
+    assert "cfn image build" in got.stderr
+    assert not (project / ".cfn" / "agents").exists() and not r.keys("*")  # nothing written
+
+
+def test_no_container_engine_is_refused_before_anything_starts(cfn, tmp_path, project):
+    got = cfn("spawn-agent", "box-5", "T1", "--profile", "script", "--runtime", "container",
+              "--", "true", extra_env={"DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"})
+    assert got.returncode == 4 and "no container engine answers" in got.stderr
+    assert not (project / ".cfn" / "agents").exists()
+

@@ -78,3 +78,11 @@ def test_the_pod_spec_runs_with_podman_kube_play(manifest, tmp_path):
     finally:
         subprocess.run(["podman", "pod", "rm", "-f", "cfn-kube-play-test"],
                        capture_output=True, timeout=120)
+
+
+def test_no_cluster_is_refused_before_anything_starts(cfn, tmp_path, project):
+    got = cfn("spawn-agent", "pod-1", "T1", "--profile", "script", "--runtime", "kubernetes",
+              "--", "true", extra_env={"KUBECONFIG": str(tmp_path / "none"),
+                                       "HOME": str(tmp_path)})
+    assert got.returncode == 4 and "no Kubernetes cluster configured" in got.stderr
+    assert not (project / ".cfn" / "agents").exists()

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import redis
 
 from cfn import keys, routing, tokens, validate
-from cfn.agents import profiles, runs
+from cfn.agents import profiles, runs, runtimes
 from cfn.agents.runtimes import RUNTIMES
 from cfn.config import Config
 from cfn.coordination import agents as agent_state
@@ -127,6 +127,7 @@ def spawn(project: Project, request: SpawnRequest) -> Spawned:
     """Start an agent under a supervisor; returns once the supervisor has its spec."""
     config, r = project.config, project.redis
     profile, workspace = _check(request, config)
+    runtimes.check(request.runtime, request.image or config.agent_image)
     route = _route(project, request, profile, lambda chain: agent_state.cooling(r, chain))
     provider = route.chain[0] if route.chain else None
     secret = tokens.signing_secret(config.token_secret, config.home)

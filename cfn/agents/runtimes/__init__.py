@@ -47,6 +47,21 @@ def _require(module: str, extra: str) -> None:
         raise InvalidInput(f"the {extra} runtime needs `pip install 'cfn[{extra}]'`")
 
 
+def check(runtime: str, image: str | None) -> None:
+    """Fail now, before anything is written or started, when the runtime cannot run an
+    agent: no container engine, no such image, no cluster configured."""
+    if runtime == "container":
+        _require("docker", "container")
+        from cfn.agents.runtimes.container import check_image
+
+        check_image(image)
+    elif runtime == "kubernetes":
+        _require("kubernetes", "kubernetes")
+        from cfn.agents.runtimes.kubernetes import load_cluster_config
+
+        load_cluster_config()
+
+
 def start(runtime: str, request: RunRequest) -> Run:
     """Start the agent on `runtime`."""
     if runtime == "process":

@@ -37,6 +37,15 @@ def client() -> docker.DockerClient:
             "DOCKER_HOST=unix:///run/podman/podman.sock") from None
 
 
+def check_image(image: str | None) -> None:
+    """The engine answers and has `image`; else a clear error naming how to get it."""
+    try:
+        client().images.get(image)
+    except ImageNotFound:
+        raise InvalidInput(f"image {image} not found in the container engine; build the agent "
+                           "image with `cfn image build`, or pass --image") from None
+
+
 @dataclass
 class ContainerRun:
     container: object  # docker.models.containers.Container

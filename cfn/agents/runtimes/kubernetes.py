@@ -146,9 +146,9 @@ class KubernetesRun:
             client.CoreV1Api().delete_namespaced_secret(self.name, self.namespace)
 
 
-def start(request: RunRequest) -> KubernetesRun:
-    """Create the Secret and the Job in the cluster of the current kubeconfig context."""
-    from kubernetes import client, config
+def load_cluster_config() -> None:
+    """The current kubeconfig context (or the in-cluster config); a clear error if none."""
+    from kubernetes import config
     from kubernetes.config.config_exception import ConfigException
 
     from cfn.errors import BackendUnavailable
@@ -161,6 +161,13 @@ def start(request: RunRequest) -> KubernetesRun:
         except ConfigException as exc:
             raise BackendUnavailable(f"no Kubernetes cluster configured ({exc}); set "
                                      "KUBECONFIG or run inside a cluster") from None
+
+
+def start(request: RunRequest) -> KubernetesRun:
+    """Create the Secret and the Job in the cluster of the current kubeconfig context."""
+    from kubernetes import client
+
+    load_cluster_config()
     namespace = os.environ.get(NAMESPACE_ENV, "default")
     secret, job = manifests(request, namespace)
     client.CoreV1Api().create_namespaced_secret(namespace, secret)
