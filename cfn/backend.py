@@ -25,7 +25,7 @@ from redis.retry import Retry
 
 from cfn import defaults, embedded
 from cfn.config import Config, mask_url
-from cfn.errors import BackendUnavailable
+from cfn.errors import BackendUnavailable, CfnError, InvalidInput
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +97,9 @@ def connect(target: Target) -> tuple[redis.Redis, str]:
     raise BackendUnavailable("no Redis URL to connect to; set REDIS_URL")
 
 
-def unavailable(exc: Exception, url: str) -> BackendUnavailable:
-    """The BackendUnavailable (exit 4) that a Redis error at `url` means to a user."""
+def unavailable(exc: Exception, url: str) -> CfnError:
+    """What a Redis error at `url` means to a user: BackendUnavailable (exit 4), or
+    InvalidInput (exit 2) for a key holding the wrong type."""
     where = mask_url(url)
     if isinstance(exc, NoPermissionError):
         return BackendUnavailable(
@@ -108,6 +109,9 @@ def unavailable(exc: Exception, url: str) -> BackendUnavailable:
         return BackendUnavailable(
             f"Redis at {where} refused us: {exc}; check REDIS_USERNAME and REDIS_PASSWORD"
         )
+    if str(exc).startswith("WRONGTYPE"):
+        return InvalidInput(f"a key at {where} holds another type than cfn writes there "
+                            f"({exc}); written by hand? docs/keys.md lists each key's type")
     if isinstance(exc, (ConnectionError, TimeoutError)):
         return BackendUnavailable(
             f"cannot reach Redis at {where}: {exc}; start it, or point REDIS_URL "

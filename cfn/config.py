@@ -92,6 +92,9 @@ SETTINGS: tuple[Setting, ...] = (
             "image the container runtime runs agents in"),
     Setting("agent_network", ("CFN_AGENT_NETWORK",), None,
             "container network agents join (default: the engine's)"),
+    Setting("agent_env", ("CFN_AGENT_ENV",), (),
+            "more variable names process agents inherit from the caller (besides PATH, HOME, "
+            "locale, CA and proxy settings); never put secrets here", _names),
     Setting("agent_acl", ("CFN_AGENT_ACL",), "on",
             "give each agent a Redis ACL user limited to its task's keys (on/off)"),
     Setting("token_secret", ("CFN_TOKEN_SECRET",), None,

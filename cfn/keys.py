@@ -43,11 +43,6 @@ def decision(task_id: str) -> str:
     return f"coord:{_tag(task_id)}:decision"
 
 
-def loop2_start(task_id: str) -> str:
-    """List: the orchestrator pushes the iteration number when validation (Loop 2) starts."""
-    return f"coord:{_tag(task_id)}:loop2:start"
-
-
 def events(task_id: str) -> str:
     """Stream: the loop's events (type, iteration, data JSON) for anyone to follow."""
     return f"coord:{_tag(task_id)}:events"

@@ -186,3 +186,20 @@ def test_no_api_key_in_ps_or_logs(cfn, r, project):
     for path in (project / ".cfn").rglob("*"):
         if path.is_file() and path.suffix in (".log", ".supervisor", ".db", ".conf"):
             assert key.encode() not in path.read_bytes(), path
+
+
+def test_a_process_agent_inherits_only_an_allowlist_of_the_callers_environment(cfn, project):
+    caller = {"CFN_TOKEN_SECRET": "s" * 40, "REDIS_FALLBACK_1": "redis://admin:pw@h:1",
+              "AWS_SECRET_ACCESS_KEY": "aws-secret", "GITHUB_TOKEN": "ghp_secret",
+              "MY_SETTING": "visible", "CFN_AGENT_ENV": "MY_SETTING"}
+    spawn(cfn, "env-1", "T1", sys.executable, "-c",
+          "import json, os; json.dump(dict(os.environ), open('seen.json', 'w'))", env=caller)
+    assert wait(cfn, "T1", env=caller)[0] == 0
+    seen = json.loads((project / "seen.json").read_text())
+    assert not {"CFN_TOKEN_SECRET", "REDIS_FALLBACK_1", "AWS_SECRET_ACCESS_KEY",
+                "GITHUB_TOKEN", "CFN_HOME"} & set(seen)
+    assert seen["MY_SETTING"] == "visible" and "PATH" in seen  # the allowlist, and the extra
+    # its own identity, under cfn's names and the seed's
+    assert (seen["CFN_AGENT_ID"], seen["AGENT_ID"], seen["TASK_ID"], seen["MODE"]) == \
+        ("env-1", "env-1", "T1", "cli")
+    assert seen["REDIS_USERNAME"].startswith("cfn-T1-env-1-") and seen["CFN_TOKEN"]

@@ -51,8 +51,9 @@ def test_proceed_in_one_iteration(cfn, agents, r):
     assert first["deliverables"] == ["app.py"]
     assert "gate: mean confidence 0.90 >= 0.70 -> passed" in progress  # live on stderr
     assert json.loads(r.get("coord:{T1}:decision"))["decision"] == "PROCEED"
-    assert r.xlen("coord:{T1}:loop3:complete") == 1 and r.lrange("coord:{T1}:loop2:start",
-                                                                 0, -1) == ["1"]
+    assert r.xlen("coord:{T1}:loop3:complete") == 1
+    # one start-loop2 signal per validator, where the seed's `signal.sh wait` looks
+    assert r.lrange("coord:{T1}:signal:start-loop2", 0, -1) == ['{"iteration": 1}'] * 2
     events = [e[1]["type"] for e in r.xrange("coord:{T1}:events")]
     assert events[0] == "loop_start" and events[-1] == "loop_end" and "decision" in events
     text = cfn("loop", "report", "T1").stdout

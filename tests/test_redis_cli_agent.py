@@ -44,3 +44,11 @@ def test_redis_cli_agent_following_the_docs(cfn, redis_socket, r, project):
     assert (done.returncode, done.stdout) == (0, "coder-1\tsuccess\n")
     stored = cfn("context", "get", "--task-id", "task-42", "--key", "deliverables")
     assert stored.stdout == '["src/auth.py"]\n'
+
+
+def test_a_seed_style_list_push_onto_a_stream_is_a_clear_wrong_type_error(cfn, r):
+    r.lpush("coord:{T}:results", '{"agent": "a", "confidence": 0.9}')  # as the seed's bash did
+    got = cfn("collect-results", "--task-id", "T", "--expected", "1", "--threshold", "1",
+              "--timeout", "0")
+    assert got.returncode == 2, got.stderr
+    assert "WRONGTYPE" in got.stderr and "docs/keys.md" in got.stderr

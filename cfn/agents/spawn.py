@@ -177,6 +177,8 @@ def build_spec(config: Config, request: SpawnRequest, profile: profiles.Profile,
         "CFN_TOKEN": tokens.issue(secret, agent_id=request.agent_id, task_id=request.task_id,
                                   ttl=timeout + 600, role=profile.role),
         "CFN_KEY_TTL": str(config.key_ttl),
+        # the seed's names, for agents following its instructions
+        "AGENT_ID": request.agent_id, "TASK_ID": request.task_id, "MODE": request.mode,
     }
     if acl_user:
         agent_env.update(REDIS_USERNAME=acl_user.username, REDIS_PASSWORD=acl_user.password)

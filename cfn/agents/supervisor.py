@@ -22,6 +22,7 @@ from pathlib import Path
 from cfn import defaults, routing
 from cfn.agents import outcome as outcomes
 from cfn.agents import runs, runtimes
+from cfn.agents.isolation import inherited
 from cfn.agents.profiles import parse as parse_profile
 from cfn.backend import Target
 from cfn.config import Config
@@ -43,10 +44,11 @@ class Supervisor:
     # --- the agent ---------------------------------------------------------
 
     def agent_env(self, provider: str | None) -> dict[str, str]:
-        spec = self.spec
-        base = dict(os.environ) if spec["runtime"] == "process" else {}
+        spec, config = self.spec, self.project.config
+        base = inherited(os.environ, config.agent_env) if spec["runtime"] == "process" else {}
         base.update(spec["agent_env"])  # CFN_*, REDIS_* credentials, context
-        table = self.project.config.providers
+        base["PROVIDER"] = provider or ""  # the seed's name
+        table = config.providers
         if provider is None:
             return routing.agent_env_without_credentials(base, table)
         resolved = routing.resolve(table[provider], os.environ)

@@ -18,9 +18,15 @@ def append(r: redis.Redis, task_id: str, kind: str, iteration: int, data: dict, 
     return streams.append(r, keys.events(task_id), fields, ttl, maxlen=defaults.EVENTS_MAXLEN)
 
 
-def start_loop2(r: redis.Redis, task_id: str, iteration: int, *, ttl: int) -> None:
-    """Tell validators waiting on coord:{T}:loop2:start that Loop 2 of `iteration` begins."""
+LOOP2_CHANNEL = "start-loop2"
+
+
+def start_loop2(r: redis.Redis, task_id: str, iteration: int, validators: int, *,
+                ttl: int) -> None:
+    """Signal each validator of `iteration` on the seed's channel, so that a validator running
+    `signal.sh wait --task-id T --channel start-loop2` wakes (one signal each)."""
+    key = keys.signal(task_id, LOOP2_CHANNEL)
     pipe = r.pipeline(transaction=True)
-    pipe.rpush(keys.loop2_start(task_id), iteration)
-    pipe.expire(keys.loop2_start(task_id), ttl)
+    pipe.rpush(key, *[json.dumps({"iteration": iteration})] * validators)
+    pipe.expire(key, ttl)
     pipe.execute()

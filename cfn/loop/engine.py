@@ -109,7 +109,7 @@ class Loop:
         self.event("gate", number, asdict(verdict))
         if verdict.passed:
             events.start_loop2(self.project.redis, spec.task_id, number,
-                               ttl=self.project.key_ttl)
+                               len(spec.loop2_agents), ttl=self.project.key_ttl)
             checked = self.phase(number, "loop2", "l2", spec.loop2_agents,
                                  self._validator_prompt(it.deliverables))
             agreement = scoring.consensus(checked, spec.consensus)
