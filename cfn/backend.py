@@ -44,11 +44,13 @@ class Target:
     def of(cls, config: Config) -> Target:
         """The configured primary (the embedded server, started on demand, when none is
         configured) followed by the fallback."""
-        primary = str(config.redis_url) if config.redis_url else \
-            embedded.ensure_running(config.home)
         fallback = (str(config.redis_fallback_1),) if config.redis_fallback_1 else ()
-        return cls((primary, *fallback), config.redis_username, config.redis_password,
-                   float(config.connect_timeout), int(config.retries))
+        policy = float(config.connect_timeout), int(config.retries)
+        if config.redis_url:
+            return cls((str(config.redis_url), *fallback), config.redis_username,
+                       config.redis_password, *policy)
+        return cls((embedded.ensure_running(config.home), *fallback), embedded.ADMIN_USER,
+                   embedded.admin_password(config.home), *policy)
 
     def preferring(self, url: str) -> Target:
         """The same target, trying `url` first (the one a spawner actually reached)."""

@@ -38,8 +38,31 @@ class Status:
         return f"unix://{self.socket}"
 
 
+ADMIN_USER = "cfn-admin"
+
+
 def data_dir(home: Path) -> Path:
     return home / "redis"
+
+
+def admin_password(home: Path) -> str:
+    """The embedded server's admin password, generated once into a 0600 file in the state
+    directory. The server has no usable default user: whoever can reach its socket still
+    needs this (agents get their own ACL users instead)."""
+    path = data_dir(home) / "admin.password"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        import secrets
+
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process made it meanwhile
+            return path.read_text().strip()
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_hex(32))
+        return path.read_text().strip()
 
 
 def socket_path(home: Path) -> Path:
@@ -128,10 +151,15 @@ def _launch(home: Path, path: Path) -> None:
     directory = data_dir(home)
     if path.exists():
         path.unlink()  # stale socket of a server that died
+    directory.chmod(0o700)
     conf = directory / "redis.conf"
+    conf.touch(mode=0o600)  # it holds the admin password
+    conf.chmod(0o600)
     conf.write_text(
         "\n".join(
             [
+                "user default off",
+                f"user {ADMIN_USER} on >{admin_password(home)} ~* &* +@all",
                 "port 0",
                 f'unixsocket "{path}"',
                 "unixsocketperm 700",

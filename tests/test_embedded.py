@@ -31,7 +31,9 @@ def test_first_command_starts_it_and_says_so_once(bare, project):
     second = bare("signal", "wait", "--task-id", "t", "--channel", "c", "--timeout", "5")
     assert (second.returncode, second.stdout, second.stderr) == (0, "hello\n", "")
     sock = project / ".cfn" / "redis" / "redis.sock"
-    client = redis.Redis(unix_socket_path=str(sock), decode_responses=True)
+    client = redis.Redis(unix_socket_path=str(sock), decode_responses=True,
+                         username=embedded.ADMIN_USER,
+                         password=embedded.admin_password(project / ".cfn"))
     assert client.config_get("port")["port"] == "0"  # no TCP listener
     assert client.config_get("appendonly")["appendonly"] == "yes"
     assert oct(sock.stat().st_mode & 0o777) == "0o700"
@@ -99,3 +101,20 @@ def test_works_without_a_system_redis(project, tmp_path):
         assert embedded.status(project / ".cfn").running
     finally:
         embedded.stop(project / ".cfn")
+
+
+def test_the_socket_alone_gives_nothing_without_the_admin_password(bare, project):
+    assert bare("context", "store", "--task-id", "other", "--key", "k", "--value",
+                "private").returncode == 0
+    sock = project / ".cfn" / "redis" / "redis.sock"
+    with pytest.raises(redis.exceptions.AuthenticationError):  # the default user is off
+        redis.Redis(unix_socket_path=str(sock)).get("context:{other}:k")
+    # what an agent stripping its own credentials would try (REDIS_URL pointing at the socket)
+    stripped = subprocess.run(
+        [sys.executable, "-m", "cfn", "context", "get", "--task-id", "other", "--key", "k"],
+        cwd=project, env={**os.environ, "REDIS_URL": f"unix://{sock}"},
+        capture_output=True, text=True, timeout=60)
+    assert stripped.returncode == 4 and "private" not in stripped.stdout
+    password = project / ".cfn" / "redis" / "admin.password"
+    assert oct(password.stat().st_mode & 0o777) == "0o600"
+    assert oct((project / ".cfn" / "redis" / "redis.conf").stat().st_mode & 0o777) == "0o600"
