@@ -92,6 +92,10 @@ SETTINGS: tuple[Setting, ...] = (
             "image the container runtime runs agents in"),
     Setting("agent_network", ("CFN_AGENT_NETWORK",), None,
             "container network agents join (default: the engine's)"),
+    Setting("agent_sandbox", ("CFN_AGENT_SANDBOX",), True,
+            "run process agents under bubblewrap: the workspace writable; the state directory, "
+            "your home and other processes out of sight (off: agents see all you see)",
+            _switch),
     Setting("agent_env", ("CFN_AGENT_ENV",), (),
             "more variable names process agents inherit from the caller (besides PATH, HOME, "
             "locale, CA and proxy settings); never put secrets here", _names),

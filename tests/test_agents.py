@@ -203,3 +203,41 @@ def test_a_process_agent_inherits_only_an_allowlist_of_the_callers_environment(c
     assert (seen["CFN_AGENT_ID"], seen["AGENT_ID"], seen["TASK_ID"], seen["MODE"]) == \
         ("env-1", "env-1", "T1", "cli")
     assert seen["REDIS_USERNAME"].startswith("cfn-T1-env-1-") and seen["CFN_TOKEN"]
+
+
+def test_a_sandboxed_agent_sees_its_workspace_and_nothing_of_the_trusted_side(cfn, project):
+    """Process agents run under bubblewrap: no state directory (token secret, database, Redis
+    admin password), no home directory, no other process and its /proc/PID/environ."""
+    (project / ".cfn").mkdir(exist_ok=True)
+    (project / ".cfn" / "token.secret").write_text("s" * 64)
+    probe = (
+        "import json, os, pathlib\n"
+        "def environ(pid):\n"
+        "    try:\n"
+        "        return open(f'/proc/{pid}/environ', errors='replace').read()\n"
+        "    except OSError:\n"
+        "        return ''\n"
+        "pids = [p for p in os.listdir('/proc') if p.isdigit()]\n"
+        "seen = {'state': os.listdir('.cfn') if os.path.isdir('.cfn') else None,\n"
+        "        'pids': len(pids), 'home': os.listdir(os.environ['HOME']),\n"
+        "        'leaked': any('SUPERVISOR_ONLY' in environ(p) for p in pids)}\n"
+        "pathlib.Path('out.json').write_text(json.dumps(seen))\n"
+        "pathlib.Path('written.txt').write_text('the workspace is writable')\n")
+    home = project.parent / "caller-home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "id_ed25519").write_text("private")
+    # the supervisor inherits this; the agent does not (allowlist), nor may it read it in /proc
+    caller = {"HOME": str(home), "SUPERVISOR_ONLY": "provider-key-material"}
+    spawn(cfn, "box-1", "T1", sys.executable, "-c", probe, env=caller)
+    assert wait(cfn, "T1", env=caller)[0] == 0
+    seen = json.loads((project / "out.json").read_text())
+    assert seen["state"] == []  # the state directory is an empty tmpfs in there
+    assert seen["home"] == [] and seen["leaked"] is False
+    assert seen["pids"] < 5  # its own PID namespace: no supervisor, no other agent
+    assert (project / "written.txt").exists()
+
+
+def test_without_the_sandbox_spawning_says_what_it_gives_up(cfn, project):
+    got = cfn("spawn-agent", "open-1", "T1", "--profile", "script", "--", "true",
+              extra_env={"CFN_AGENT_SANDBOX": "off"})
+    assert got.returncode == 0 and "unsandboxed" in got.stderr

@@ -83,7 +83,8 @@ def test_an_agent_spawned_on_the_fallback_runs_and_completes_there(cfn, redis_ur
     assert got.returncode == 0, got.stderr
     assert json.loads(got.stdout)["records"]["t-1"]["status"] == "success"
     assert r.xlen("coord:{T}:complete") == 1  # the completion record is on the fallback
-    assert r.lpop("coord:{T}:signal:done") == redis_url  # and the agent was pointed at it
+    # and the agent was pointed at it (its socket, mounted into the agent's sandbox)
+    assert r.lpop("coord:{T}:signal:done") == "unix:///run/cfn/redis.sock"
 
 
 def test_project_remembers_the_redis_it_reached(project, redis_url):

@@ -5,10 +5,13 @@ its cfn, Redis, cloud or provider credentials (docs/security.md)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from cfn.errors import InvalidInput
 
 # names that carry no credentials and that programs need to run, find CAs and reach proxies
 PASSED = frozenset({
-    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "TERM", "TZ", "TMPDIR", "LANG", "LANGUAGE",
+    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "TERM", "TZ", "LANG", "LANGUAGE",
     "PYTHONPATH", "VIRTUAL_ENV", "NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE", "SSL_CERT_DIR",
     "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",
     "http_proxy", "https_proxy", "no_proxy", "DISABLE_TELEMETRY", "DISABLE_ERROR_REPORTING",
@@ -22,3 +25,51 @@ def inherited(environ: Mapping[str, str], extra: Iterable[str] = ()) -> dict[str
     the operator added (the `agent_env` setting)."""
     allowed = PASSED | set(extra)
     return {k: v for k, v in environ.items() if k in allowed or k.startswith(PASSED_PREFIXES)}
+
+
+# what a sandboxed process agent sees of the machine, read-only: programs, libraries, config
+SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/etc", "/opt")
+
+
+def bwrap() -> str:
+    """bwrap's path; InvalidInput saying how to get it when it is missing."""
+    import shutil
+
+    found = shutil.which("bwrap")
+    if found is None:
+        raise InvalidInput("bubblewrap (bwrap) sandboxes process agents and is not installed: "
+                           "apt-get install bubblewrap, or set agent_sandbox = off (agents "
+                           "then see your files, your home and your other processes)")
+    return found
+
+
+def sandboxed(argv: list[str], *, workspace: Path, home: str, hidden: Iterable[Path],
+              mounts: Mapping[str, str], readable: Iterable[Path]) -> list[str]:
+    """`argv` run under bubblewrap: the system read-only, the workspace writable, a fresh
+    /tmp and home, `hidden` paths (the state directory) covered, `mounts` (host -> inside,
+    e.g. the Redis socket) bound, and its own PID namespace, so no other process (no
+    supervisor, no other agent) and no /proc/PID/environ of theirs is visible. The network
+    is shared: agents reach their provider and Redis."""
+    command = [bwrap(), "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--die-with-parent",
+               "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run"]
+    for path in SYSTEM_PATHS:
+        command += ["--ro-bind-try", path, path]
+    command += ["--tmpfs", home]  # before the binds: a workspace may live in the home
+    for path in readable:
+        command += ["--ro-bind-try", str(path), str(path)]
+    command += ["--bind", str(workspace), str(workspace)]
+    for path in hidden:
+        command += ["--tmpfs", str(path)]
+    for host, inside in mounts.items():
+        command += ["--bind", host, inside]
+    return [*command, "--chdir", str(workspace), "--", *argv]
+
+
+def python_paths() -> list[Path]:
+    """Where this Python and cfn live, so that agents can run `cfn` and the skills."""
+    import sys
+
+    import cfn
+
+    return sorted({Path(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)} |
+                  {Path(cfn.__file__).resolve().parent.parent})

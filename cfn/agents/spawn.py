@@ -127,7 +127,8 @@ def spawn(project: Project, request: SpawnRequest) -> Spawned:
     """Start an agent under a supervisor; returns once the supervisor has its spec."""
     config, r = project.config, project.redis
     profile, workspace = _check(request, config)
-    runtimes.check(request.runtime, request.image or config.agent_image)
+    runtimes.check(request.runtime, request.image or config.agent_image,
+                   bool(config.agent_sandbox))
     route = _route(project, request, profile, lambda chain: agent_state.cooling(r, chain))
     provider = route.chain[0] if route.chain else None
     secret = tokens.signing_secret(config.token_secret, config.home)
@@ -168,7 +169,8 @@ def build_spec(config: Config, request: SpawnRequest, profile: profiles.Profile,
                log_path: Path, acl_user, secret: str, spawned_at: float) -> dict:
     """Everything a supervisor needs to run the agent (secrets included: it travels on a pipe)."""
     timeout = float(request.timeout or profile.timeout)
-    agent_redis_url, mounts = _agent_redis_url(redis_url, request.runtime)
+    sandbox = request.runtime == "process" and bool(config.agent_sandbox)
+    agent_redis_url, mounts = _agent_redis_url(redis_url, request.runtime, sandbox)
     agent_env = {
         "CFN_TASK_ID": request.task_id, "CFN_AGENT_ID": request.agent_id,
         "CFN_RUN_ID": str(run_id), "CFN_MODE": request.mode,
@@ -197,6 +199,7 @@ def build_spec(config: Config, request: SpawnRequest, profile: profiles.Profile,
         "timeout": timeout, "memory": request.memory or profile.memory,
         "cpus": request.cpus or profile.cpus, "image": request.image or config.agent_image,
         "network": request.network, "mounts": mounts, "prompt": request.prompt,
+        "sandbox": sandbox, "hidden": [str(config.home)],
         "instructions": profile.instructions.strip(), "command": list(request.command),
         "chain": list(route.chain), "phase": request.phase, "config": config.to_dict(),
         "agent_env": agent_env, "acl_user": acl_user.username if acl_user else None,
@@ -226,9 +229,10 @@ def _server_time(r: redis.Redis) -> float:
     return seconds + micros / 1e6
 
 
-def _agent_redis_url(url: str, runtime: str) -> tuple[str, dict[str, str]]:
-    """The Redis URL as the agent sees it; a unix socket is mounted into containers."""
-    if runtime == "process" or not url.startswith("unix://"):
+def _agent_redis_url(url: str, runtime: str, sandbox: bool) -> tuple[str, dict[str, str]]:
+    """The Redis URL as the agent sees it; a unix socket (which may sit in the hidden state
+    directory) is mounted into containers and sandboxes at /run/cfn/redis.sock."""
+    if (runtime == "process" and not sandbox) or not url.startswith("unix://"):
         return url, {}
     socket_path = Path(url[len("unix://"):])
     return "unix:///run/cfn/redis.sock", {str(socket_path): "/run/cfn/redis.sock"}

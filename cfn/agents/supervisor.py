@@ -80,6 +80,7 @@ class Supervisor:
             workspace=Path(spec["workspace"]), log_path=Path(spec["log_path"]),
             memory=spec["memory"], cpus=spec["cpus"], image=spec["image"],
             network=spec["network"], mounts=spec["mounts"], deadline_s=spec["timeout"],
+            sandbox=spec["sandbox"], hidden=tuple(spec["hidden"]),
             labels={"cfn.task": spec["task_id"], "cfn.agent": spec["agent_id"],
                     "cfn.run": str(run_id)},
         )

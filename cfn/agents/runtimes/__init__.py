@@ -28,6 +28,8 @@ class RunRequest:
     labels: dict[str, str] = field(default_factory=dict)
     mounts: dict[str, str] = field(default_factory=dict)  # host path -> container path
     deadline_s: float | None = None  # the platform's own limit (kubernetes activeDeadline)
+    sandbox: bool = False  # process runtime: run under bubblewrap (cfn.agents.isolation)
+    hidden: tuple[str, ...] = ()  # host paths the agent must not see (the state directory)
 
 
 class Run(Protocol):
@@ -47,10 +49,21 @@ def _require(module: str, extra: str) -> None:
         raise InvalidInput(f"the {extra} runtime needs `pip install 'cfn[{extra}]'`")
 
 
-def check(runtime: str, image: str | None) -> None:
+def check(runtime: str, image: str | None, sandbox: bool) -> None:
     """Fail now, before anything is written or started, when the runtime cannot run an
-    agent: no container engine, no such image, no cluster configured."""
-    if runtime == "container":
+    agent: no sandbox, no container engine, no such image, no cluster configured."""
+    if runtime == "process":
+        import logging
+
+        from cfn.agents import isolation
+
+        if not sandbox:
+            logging.getLogger(__name__).warning(
+                "cfn: process agents run unsandboxed (agent_sandbox is off): they see your "
+                "files, your home directory and your other processes")
+        else:
+            isolation.bwrap()
+    elif runtime == "container":
         _require("docker", "container")
         from cfn.agents.runtimes.container import check_image
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 import docker
 from docker.errors import DockerException, ImageNotFound, NotFound
@@ -84,13 +85,16 @@ def start(request: RunRequest) -> ContainerRun:
     volumes = {str(request.workspace): {"bind": "/workspace", "mode": "rw"}}
     volumes.update({host: {"bind": inside, "mode": "rw"}
                     for host, inside in request.mounts.items()})
+    # the state directory, when it lies in the workspace, is covered by an empty tmpfs
+    covered = {f"/workspace/{Path(path).relative_to(request.workspace)}": "size=1m"
+               for path in request.hidden if Path(path).is_relative_to(request.workspace)}
     try:
         container = engine.containers.run(
             request.image, request.argv, name=request.name, detach=True,
             environment=request.env, working_dir="/workspace", volumes=volumes,
             mem_limit=request.memory, nano_cpus=int(request.cpus * 1e9) if request.cpus else None,
             network=request.network, labels=request.labels, restart_policy={"Name": "no"},
-            stdin_open=False,
+            stdin_open=False, tmpfs=covered,
         )
     except ImageNotFound:
         raise InvalidInput(f"image {request.image} not found; build it (docker/Dockerfile.agent)"

@@ -1,8 +1,10 @@
 """The process runtime: the agent is a local subprocess in its own session.
 
 stdin is closed (an agent waiting on stdin would hang until its timeout);
-stdout and stderr go to the agent's log. Memory and CPU limits are enforced by
-the container and kubernetes runtimes, not here: this runtime enforces the timeout.
+stdout and stderr go to the agent's log. By default the agent runs under bubblewrap
+(cfn.agents.isolation): its workspace writable, the state directory, the home directory
+and other processes out of sight. Memory and CPU limits are enforced by the container
+and kubernetes runtimes, not here: this runtime enforces the timeout.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ import os
 import signal
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
+from cfn.agents import isolation
 from cfn.agents.runtimes import RunRequest
 
 KILL_GRACE_S = 5.0
@@ -47,10 +51,16 @@ class ProcessRun:
 
 
 def start(request: RunRequest) -> ProcessRun:
+    argv = request.argv
+    if request.sandbox:
+        argv = isolation.sandboxed(
+            argv, workspace=request.workspace, home=request.env.get("HOME") or "/home/agent",
+            hidden=map(Path, request.hidden), mounts=request.mounts,
+            readable=isolation.python_paths())
     request.log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(request.log_path, "ab") as log:
         process = subprocess.Popen(
-            request.argv, cwd=request.workspace, env=request.env,
+            argv, cwd=request.workspace, env=request.env,
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
