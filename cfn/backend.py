@@ -105,7 +105,9 @@ def unavailable(exc: Exception, url: str) -> CfnError:
     where = mask_url(url)
     if isinstance(exc, NoPermissionError):
         return BackendUnavailable(
-            f"Redis at {where} refused us: {exc}; this Redis user's ACL does not allow it"
+            f"Redis at {where} refused us: {exc}; this Redis user's ACL does not allow it "
+            "(an agent writes only context, signals, locks and its own results: "
+            "docs/security.md)"
         )
     if isinstance(exc, AuthenticationError) or str(exc).startswith(("NOAUTH", "WRONGPASS")):
         return BackendUnavailable(

@@ -64,6 +64,21 @@ def task_patterns(task_id: str) -> list[str]:
     return [f"context:{tag}:*", f"coord:{tag}:*", f"lock:{tag}:*", f"agent:{tag}:*"]
 
 
+def agent_patterns(task_id: str, *, read_selectors: bool) -> list[str]:
+    """ACL key patterns for an agent of the task (docs/security.md).
+
+    It may write shared context, signals, locks and results (its reports are signed, so
+    nobody can report in its name). Completion records, decisions, events and heartbeats
+    are the trusted side's to write. With Redis 7 read selectors it may read every key of
+    its task; on older servers it sees only what it may write.
+    """
+    tag = _tag(task_id)
+    writable = [f"context:{tag}:*", f"coord:{tag}:signal:*", f"lock:{tag}:*",
+                f"coord:{tag}:results"]
+    readable = [f"%R~{pattern}" for pattern in task_patterns(task_id)] if read_selectors else []
+    return [*writable, *readable]
+
+
 def lock(task_id: str, name: str) -> str:
     """String: the holder's token, with the lock's TTL."""
     return f"lock:{_tag(task_id)}:{validate_id(name, 'lock name')}"

@@ -204,12 +204,15 @@ class Project:
     @_backend_errors
     def report(self, task_id: str, agent_id: str, *, status: str = "success",
                confidence: float | None = None, result: object | None = None) -> str:
-        """Report an agent's result; returns the stream entry ID."""
+        """Report an agent's result; returns the stream entry ID. Run as that agent (cfn sets
+        its identity and token for the agents it spawns), the report is signed."""
         from cfn.coordination import results
 
+        own = agent_id == self.config.agent_id
         return results.report(self.redis, task_id, agent_id, status=status,
                               confidence=confidence, result=result, ttl=self.key_ttl,
-                              max_bytes=self.max_payload)
+                              max_bytes=self.max_payload,
+                              signing_key=str(self.config.agent_token) if own else None)
 
     @_backend_errors
     def collect_results(self, task_id: str, *, expected: int, threshold: float,
@@ -286,6 +289,13 @@ class Project:
     def spawn(self, request: SpawnRequest) -> Spawned:
         """Start an agent under a supervisor; returns once the supervisor has its spec."""
         from cfn.agents.spawn import spawn
+        from cfn.errors import NegativeOutcome
+
+        if self.config.agent_id:
+            raise NegativeOutcome(
+                f"agent {self.config.agent_id} cannot spawn agents: only the orchestrator or "
+                "the operator can (agents are not trusted with that); ask for more help in "
+                "your report's feedback, or signal the orchestrator")
 
         return spawn(self, request)
 

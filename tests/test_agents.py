@@ -241,3 +241,21 @@ def test_without_the_sandbox_spawning_says_what_it_gives_up(cfn, project):
     got = cfn("spawn-agent", "open-1", "T1", "--profile", "script", "--", "true",
               extra_env={"CFN_AGENT_SANDBOX": "off"})
     assert got.returncode == 0 and "unsandboxed" in got.stderr
+
+
+def test_a_report_written_in_another_agents_name_is_not_its_word(cfn, r):
+    honest = ("import subprocess, sys, time\n"
+              "subprocess.run([sys.executable, '-m', 'cfn', 'report', '--task-id', 'T1',\n"
+              "                '--agent-id', 'honest-1', '--confidence', '0.7'], check=True)\n"
+              "time.sleep(3)\n")
+    liar = ("import subprocess, sys, time\n"
+            "time.sleep(1)\n"
+            "sys.exit(subprocess.run([sys.executable, '-m', 'cfn', 'report', '--task-id', 'T1',\n"
+            "          '--agent-id', 'honest-1', '--confidence', '1.0']).returncode)\n")
+    spawn(cfn, "honest-1", "T1", sys.executable, "-c", honest)
+    spawn(cfn, "liar-1", "T1", sys.executable, "-c", liar)
+    code, waited = wait(cfn, "T1")
+    assert waited["records"]["liar-1"]["status"] == "success"  # the write itself is allowed
+    assert waited["records"]["honest-1"]["confidence"] == 0.7  # but only the signed one counts
+    reports = [f for _, f in r.xrange("coord:{T1}:results") if f["agent"] == "honest-1"]
+    assert [("sig" in f, f["confidence"]) for f in reports[:2]] == [(True, "0.7"), (False, "1.0")]

@@ -162,10 +162,12 @@ class Supervisor:
         from cfn.coordination import results
 
         spec, project = self.spec, self.project
-        own = [rep for rep in results.read(project.redis, spec["task_id"])
-               if rep.agent_id == spec["agent_id"] and rep.reported_at >= spec["spawned_at"]]
-        if own:  # the agent reported itself: its word on confidence stands
-            result.confidence = own[-1].confidence
+        own = results.latest_signed(project.redis, spec["task_id"], spec["agent_id"],
+                                    spec["agent_env"]["CFN_TOKEN"])
+        if own and own.reported_at < spec["spawned_at"]:
+            own = None  # an earlier run's
+        if own:  # the agent reported itself (signed): its word on confidence stands
+            result.confidence = own.confidence
         runs.finish(project.sqlite, run_id, status=result.status, exit_code=result.exit_code,
                     confidence=result.confidence, handle=None,
                     input_tokens=result.input_tokens, output_tokens=result.output_tokens,

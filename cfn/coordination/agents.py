@@ -71,14 +71,22 @@ class RedisUser:
 
 
 def create_user(r: redis.Redis, task_id: str, agent_id: str) -> RedisUser:
-    """An ACL user that may run ordinary commands on its task's keys only."""
+    """An ACL user that may run ordinary commands on its task's keys only, writing only what
+    an agent may write (keys.agent_patterns)."""
     user = RedisUser(f"cfn-{task_id}-{agent_id}-{secrets.token_hex(4)}", secrets.token_hex(24))
     r.acl_setuser(
         user.username, enabled=True, reset=True, reset_keys=True, reset_channels=True,
-        passwords=[f"+{user.password}"], keys=keys.task_patterns(task_id),
+        passwords=[f"+{user.password}"],
+        keys=keys.agent_patterns(task_id, read_selectors=has_read_selectors(r)),
         commands=["+@all", "-@dangerous", "-@admin"],
     )
     return user
+
+
+def has_read_selectors(r: redis.Redis) -> bool:
+    """Redis 7 (and Valkey) ACLs can grant read-only key patterns (%R~); 6.2 cannot."""
+    version = str(r.info("server").get("redis_version", "0"))
+    return int(version.split(".")[0]) >= 7
 
 
 def delete_user(r: redis.Redis, username: str) -> None:

@@ -31,6 +31,28 @@ class Report:
     reported_at: float
 
 
+def signature(key: str, task_id: str, fields: dict[str, str]) -> str:
+    """What proves a report came from the holder of `key` (an agent's own token, which only
+    it and its supervisor know): HMAC-SHA256 over the task and every field but the proof."""
+    import hashlib
+    import hmac
+
+    message = "\n".join([task_id, *(f"{k}={fields[k]}" for k in sorted(fields) if k != "sig")])
+    return hmac.new(key.encode(), message.encode(), hashlib.sha256).hexdigest()
+
+
+def latest_signed(r: redis.Redis, task_id: str, agent_id: str, key: str) -> Report | None:
+    """The agent's latest report signed with `key` (its own token); reports in its name
+    that anyone else wrote are passed over."""
+    import hmac
+
+    for entry_id, fields in reversed(r.xrange(keys.results(task_id))):
+        if fields.get("agent") == agent_id and hmac.compare_digest(
+                fields.get("sig", ""), signature(key, task_id, fields)):
+            return _parse(entry_id, fields)
+    return None
+
+
 @dataclass(frozen=True)
 class Collection:
     task_id: str
@@ -50,7 +72,7 @@ class Collection:
 
 def report_fields(agent_id: str, *, status: str = "success", confidence: float | None = None,
                   result: object | None = None, max_bytes: int) -> dict[str, str]:
-    """A report's stream fields, validated."""
+    """A report's stream fields, validated (unsigned)."""
     fields = {
         "agent": validate_id(agent_id, "agent ID"),
         "status": validate.choice(status, STATUSES, "status"),
@@ -72,11 +94,16 @@ def report(
     result: object | None = None,
     ttl: int,
     max_bytes: int,
+    signing_key: str | None = None,
 ) -> str:
-    """Record an agent's report; a later report of the same agent replaces it."""
+    """Record an agent's report; a later report of the same agent replaces it. An agent
+    signs its own reports with its token (`signing_key`), so they can be told from
+    reports someone else wrote in its name."""
     key = keys.results(task_id)
     fields = report_fields(agent_id, status=status, confidence=confidence, result=result,
                            max_bytes=max_bytes)
+    if signing_key:
+        fields["sig"] = signature(signing_key, task_id, fields)
     return streams.append(r, key, fields, ttl)
 
 
