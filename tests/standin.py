@@ -21,7 +21,10 @@ class Standin:
     # the header the real provider takes its key in: "api-key" (x-api-key, Anthropic's API)
     # or "bearer" (Authorization: Bearer, third parties); a key elsewhere gets a 401
     auth: str = "bearer"
+    # when set, the model first asks to run this with the Bash tool, then replies `reply`
+    tool_command: str | None = None
     requests: list[dict] = field(default_factory=list)
+    tool_results: list[str] = field(default_factory=list)  # what the agent's tool returned
     server: ThreadingHTTPServer | None = None
 
     @property
@@ -71,6 +74,21 @@ class Standin:
                 else:
                     self._send_json(200, self._message(body))
 
+            def _tool_turn(self, body) -> bool:
+                """True when this request should be answered with the Bash tool call: the
+                agent's main conversation (it offers tools), before any tool result."""
+                if not standin.tool_command or not body.get("tools"):
+                    return False
+                results = [block for message in body.get("messages", [])
+                           if isinstance(message.get("content"), list)
+                           for block in message["content"] if block.get("type") == "tool_result"]
+                for block in results:
+                    content = block.get("content")
+                    text = content if isinstance(content, str) else json.dumps(content)
+                    if text not in standin.tool_results:
+                        standin.tool_results.append(text)
+                return not results
+
             def _authorized(self) -> bool:
                 bearer = (self.headers.get("authorization") or "").startswith("Bearer ")
                 api_key = bool(self.headers.get("x-api-key"))
@@ -78,6 +96,16 @@ class Standin:
                     (bearer and not api_key)
 
             def _message(self, body):
+                if self._tool_turn(body):
+                    return {
+                        "id": "msg_standin_tool", "type": "message", "role": "assistant",
+                        "model": body.get("model"), "stop_reason": "tool_use",
+                        "stop_sequence": None,
+                        "content": [{"type": "tool_use", "id": "toolu_standin", "name": "Bash",
+                                     "input": {"command": standin.tool_command,
+                                               "description": "coordinate with the team"}}],
+                        "usage": {"input_tokens": 12, "output_tokens": 7},
+                    }
                 return {
                     "id": "msg_standin", "type": "message", "role": "assistant",
                     "model": body.get("model"), "stop_reason": "end_turn",
@@ -88,18 +116,25 @@ class Standin:
 
             def _stream(self, body):
                 message = self._message(body)
+                block = message["content"][0]
+                if block["type"] == "tool_use":
+                    opened = {**block, "input": {}}
+                    delta = {"type": "input_json_delta",
+                             "partial_json": json.dumps(block["input"])}
+                else:
+                    opened, delta = {"type": "text", "text": ""}, {"type": "text_delta",
+                                                                    "text": block["text"]}
                 events = [
                     ("message_start", {"type": "message_start", "message": {
                         **message, "content": [], "stop_reason": None,
                         "usage": {"input_tokens": 12, "output_tokens": 1}}}),
                     ("content_block_start", {"type": "content_block_start", "index": 0,
-                                             "content_block": {"type": "text", "text": ""}}),
+                                             "content_block": opened}),
                     ("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                             "delta": {"type": "text_delta",
-                                                       "text": standin.reply}}),
+                                             "delta": delta}),
                     ("content_block_stop", {"type": "content_block_stop", "index": 0}),
                     ("message_delta", {"type": "message_delta",
-                                       "delta": {"stop_reason": "end_turn",
+                                       "delta": {"stop_reason": message["stop_reason"],
                                                  "stop_sequence": None},
                                        "usage": {"output_tokens": 7}}),
                     ("message_stop", {"type": "message_stop"}),

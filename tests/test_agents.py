@@ -232,7 +232,7 @@ def test_a_sandboxed_agent_sees_its_workspace_and_nothing_of_the_trusted_side(cf
     assert wait(cfn, "T1", env=caller)[0] == 0
     seen = json.loads((project / "out.json").read_text())
     assert seen["state"] == []  # the state directory is an empty tmpfs in there
-    assert seen["home"] == [] and seen["leaked"] is False
+    assert seen["home"] == [".claude"] and seen["leaked"] is False  # only its skills
     assert seen["pids"] < 5  # its own PID namespace: no supervisor, no other agent
     assert (project / "written.txt").exists()
 

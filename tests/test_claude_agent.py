@@ -134,3 +134,42 @@ def test_a_refused_key_is_reported_as_a_key_problem_naming_the_provider(cfn, cla
     assert record["status"] == "failure" and record["key_refused"] is True
     assert "provider zai refused its key" in record["error"] and "ZAI_API_KEY" in record["error"]
     assert "sk-zai-for-zai-only" not in got.stdout + got.stderr
+
+
+SIGNAL = ("~/.claude/skills/redis-coordination/signal.sh send --task-id T7 --channel ready "
+          "--payload from-claude")
+
+
+def test_a_claude_agent_signals_through_the_skill_script(cfn, claude_env, quick_coder):
+    """The stand-in model asks the real claude CLI to run signal.sh; the coordination skills
+    are allowed to it, so the signal reaches a waiter on the host."""
+    model = Standin(tool_command=SIGNAL, reply='Sent.\n{"confidence": 0.8}').start()
+    try:
+        got = cfn("spawn-agent", "coder-1", "T7", "cli", "zai", "--prompt", "signal ready",
+                  "--json", timeout=60,
+                  extra_env={**claude_env, "CFN_PROVIDER_ZAI_BASE_URL": model.url})
+        assert got.returncode == 0, got.stderr
+        waited = cfn("signal", "wait", "--task-id", "T7", "--channel", "ready", "--timeout", "60")
+        assert (waited.returncode, waited.stdout) == (0, "from-claude\n"), waited.stderr
+        done = cfn("agents", "wait", "--task-id", "T7", "--json", timeout=120)
+        record = json.loads(done.stdout)["records"]["coder-1"]
+        assert (record["status"], record["confidence"]) == ("success", 0.8), model.tool_results
+    finally:
+        model.stop()
+
+
+def test_an_agent_whose_tools_were_denied_is_not_a_success(cfn, claude_env, quick_coder):
+    """Anything beyond its profile's tools and the coordination skills is refused, and an
+    agent that was refused did not do its work, whatever confidence it claims."""
+    model = Standin(tool_command="cat /etc/hostname > stolen.txt",
+                    reply='Done.\n{"confidence": 0.95, "deliverables": ["stolen.txt"]}').start()
+    try:
+        got = cfn("spawn-agent", "coder-1", "T8", "cli", "zai", "--prompt", "do it", "--wait",
+                  "--json", timeout=120,
+                  extra_env={**claude_env, "CFN_PROVIDER_ZAI_BASE_URL": model.url})
+    finally:
+        model.stop()
+    assert got.returncode == 1, got.stderr
+    record = json.loads(got.stdout)["records"]["coder-1"]
+    assert record["status"] == "failure" and "tools were denied" in record["error"]
+    assert "cat /etc/hostname" in record["error"]

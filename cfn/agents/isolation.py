@@ -31,6 +31,28 @@ def inherited(environ: Mapping[str, str], extra: Iterable[str] = ()) -> dict[str
 SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/etc", "/opt")
 
 
+# the skills an agent may run (spawning and the loop are the trusted side's)
+AGENT_SKILLS = ("redis-coordination",)
+CONTAINER_HOME = "/home/agent"  # the agent image's non-root user
+
+
+def shipped_skills() -> Path:
+    from importlib.resources import files
+
+    return Path(str(files("cfn._skills")))
+
+
+def skill_rules(skills_dir: str) -> list[str]:
+    """Claude Code permission rules that allow exactly the agent skills' scripts, by the path
+    they are installed at and by the ~ path their SKILL.md shows."""
+    rules = []
+    for skill in AGENT_SKILLS:
+        for script in sorted((shipped_skills() / skill).glob("*.sh")):
+            for base in dict.fromkeys((skills_dir, "~/.claude/skills")):
+                rules.append(f"Bash({base}/{skill}/{script.name}:*)")
+    return rules
+
+
 def bwrap() -> str:
     """bwrap's path; InvalidInput saying how to get it when it is missing."""
     import shutil
@@ -44,7 +66,8 @@ def bwrap() -> str:
 
 
 def sandboxed(argv: list[str], *, workspace: Path, home: str, hidden: Iterable[Path],
-              mounts: Mapping[str, str], readable: Iterable[Path]) -> list[str]:
+              mounts: Mapping[str, str], readable: Iterable[Path],
+              ro_mounts: Mapping[str, str] | None = None) -> list[str]:
     """`argv` run under bubblewrap: the system read-only, the workspace writable, a fresh
     /tmp and home, `hidden` paths (the state directory) covered, `mounts` (host -> inside,
     e.g. the Redis socket) bound, and its own PID namespace, so no other process (no
@@ -62,6 +85,8 @@ def sandboxed(argv: list[str], *, workspace: Path, home: str, hidden: Iterable[P
         command += ["--tmpfs", str(path)]
     for host, inside in mounts.items():
         command += ["--bind", host, inside]
+    for host, inside in (ro_mounts or {}).items():
+        command += ["--ro-bind", host, inside]
     return [*command, "--chdir", str(workspace), "--", *argv]
 
 

@@ -79,6 +79,17 @@ def _agent_report(document: dict) -> dict:
     return {}
 
 
+def _denials(document: dict) -> list[str]:
+    """The tool uses Claude Code refused (permission_denials), shortly described."""
+    said = []
+    for denial in document.get("permission_denials") or ():
+        if isinstance(denial, dict):
+            tool_input = denial.get("tool_input") or {}
+            detail = tool_input.get("command") or tool_input.get("file_path") or ""
+            said.append(f"{denial.get('tool_name', '?')}({str(detail)[:80]})")
+    return said
+
+
 def read_log_tail(path) -> str:
     with open(path, "rb") as handle:
         handle.seek(0, 2)
@@ -107,6 +118,10 @@ def parse(output: str, exit_code: int | None) -> Outcome:
         output_tokens=usage.get("output_tokens") if claude else None,
         cost_usd=document.get("total_cost_usd") if claude else None,
     )
+    denied = _denials(document) if claude else []
+    if denied and ok:  # it could not do what it set out to do: never a plain success
+        outcome.status = "failure"
+        outcome.error = f"tools were denied to the agent: {'; '.join(denied)}"
     if claude and is_error:
         outcome.error = str(document.get("result", ""))[:500]
         status = document.get("api_error_status")

@@ -19,15 +19,17 @@ from cfn.ids import validate_id
 KINDS = ("claude", "scripted")
 ROLES = ("implementer", "validator", "product-owner", "any")
 # what a command template may refer to; filled in per spawn, one argv element at a time
-PLACEHOLDERS = {"prompt", "instructions", "model", "workspace", "task_id", "agent_id"}
+PLACEHOLDERS = {"prompt", "instructions", "model", "workspace", "task_id", "agent_id",
+                "allowed_tools"}
 
+# {allowed_tools}: the profile's `tools` and the coordination skills' scripts, nothing broader
 CLAUDE_COMMAND = (
     "claude", "-p", "--output-format", "json", "--model", "{model}",
-    "--append-system-prompt", "{instructions}", "{prompt}",
+    "--allowedTools", "{allowed_tools}", "--append-system-prompt", "{instructions}", "{prompt}",
 )
 _FIELDS = {"id", "name", "role", "kind", "provider", "model", "temperature", "max_tokens",
            "timeout", "memory", "cpus", "instructions", "command", "fallback", "max_retries",
-           "permission_mode"}
+           "permission_mode", "tools"}
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,8 @@ class Profile:
     fallback: tuple[str, ...] = ()
     max_retries: int = 2  # the agent CLI's own retries before cfn moves to the next provider
     permission_mode: str | None = None
+    # Claude Code tools the agent may use besides the coordination skills, e.g. "Edit"
+    tools: tuple[str, ...] = ("Read", "Glob", "Grep")
     source: str = field(default="", compare=False)
 
     def to_data(self) -> dict:
@@ -55,7 +59,8 @@ class Profile:
         from dataclasses import asdict
 
         data = {k: v for k, v in asdict(self).items() if v is not None and k != "source"}
-        return {**data, "command": list(self.command), "fallback": list(self.fallback)}
+        return {**data, "command": list(self.command), "fallback": list(self.fallback),
+                "tools": list(self.tools)}
 
     def argv(self, **values: str) -> list[str]:
         """The command with its placeholders filled in (no shell involved)."""
@@ -100,13 +105,17 @@ def parse(data: dict, source: str) -> Profile:
     command = data.get("command", [])
     if not isinstance(command, list) or not all(isinstance(p, str) for p in command):
         raise fail("command must be a list of strings (argv, no shell)")
+    tools = data.get("tools", list(Profile.tools))
+    if not isinstance(tools, list) or not all(isinstance(t, str) and t for t in tools):
+        raise fail('tools must be a list of Claude Code tool rules, e.g. ["Read", "Edit"]')
     bad = set().union(*map(_placeholders, command)) - PLACEHOLDERS if command else set()
     if bad:
         raise fail(f"command uses unknown placeholder(s) {', '.join(sorted(bad))}; "
                    f"available: {', '.join(sorted(PLACEHOLDERS))}")
     return Profile(
-        **{k: v for k, v in data.items() if k not in ("command", "fallback")},
-        command=tuple(command), fallback=tuple(data.get("fallback", ())), source=source,
+        **{k: v for k, v in data.items() if k not in ("command", "fallback", "tools")},
+        command=tuple(command), fallback=tuple(data.get("fallback", ())), tools=tuple(tools),
+        source=source,
     )
 
 

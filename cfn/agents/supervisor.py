@@ -20,9 +20,8 @@ import time
 from pathlib import Path
 
 from cfn import defaults, routing
+from cfn.agents import isolation, runs, runtimes
 from cfn.agents import outcome as outcomes
-from cfn.agents import runs, runtimes
-from cfn.agents.isolation import inherited
 from cfn.agents.profiles import parse as parse_profile
 from cfn.backend import Target
 from cfn.config import Config
@@ -45,7 +44,8 @@ class Supervisor:
 
     def agent_env(self, provider: str | None) -> dict[str, str]:
         spec, config = self.spec, self.project.config
-        base = inherited(os.environ, config.agent_env) if spec["runtime"] == "process" else {}
+        base = isolation.inherited(os.environ, config.agent_env) \
+            if spec["runtime"] == "process" else {}
         base.update(spec["agent_env"])  # CFN_*, REDIS_* credentials, context
         base["PROVIDER"] = provider or ""  # the seed's name
         table = config.providers
@@ -62,21 +62,37 @@ class Supervisor:
         return routing.model_for(provider, self.profile.provider, self.profile.model,
                                  self.project.config.providers)
 
-    def argv(self, provider: str | None) -> list[str]:
+    def argv(self, provider: str | None, skills_dir: str) -> list[str]:
         if self.spec["command"]:
             return list(self.spec["command"])
+        allowed = [*self.profile.tools, *isolation.skill_rules(skills_dir)]
         return self.profile.argv(
             prompt=self.spec["prompt"], instructions=self.spec["instructions"],
             model=self.model(provider) if provider else "", workspace=self.spec["workspace"],
             task_id=self.spec["task_id"], agent_id=self.spec["agent_id"],
+            allowed_tools=",".join(allowed),
         )
+
+    def skills(self, env: dict[str, str]) -> tuple[str, dict[str, str]]:
+        """Where the agent finds its skills, and what to mount for that: the agent image has
+        them in its home; a sandbox gets them bound read-only into its fresh home; an
+        unsandboxed process agent runs them from cfn's package."""
+        shipped = isolation.shipped_skills()
+        if self.spec["runtime"] != "process":
+            return f"{isolation.CONTAINER_HOME}/.claude/skills", {}
+        if not self.spec["sandbox"]:
+            return str(shipped), {}
+        inside = f"{env.setdefault('HOME', isolation.CONTAINER_HOME)}/.claude/skills"
+        return inside, {str(shipped / s): f"{inside}/{s}" for s in isolation.AGENT_SKILLS}
 
     def request(self, provider: str | None, run_id: int) -> runtimes.RunRequest:
         """What the runtime is asked to run for this attempt."""
         spec = self.spec
+        env = self.agent_env(provider)
+        skills_dir, skill_mounts = self.skills(env)
         return runtimes.RunRequest(
             name=f"cfn-{spec['task_id']}-{spec['agent_id']}-{run_id}".lower(),
-            argv=self.argv(provider), env=self.agent_env(provider),
+            argv=self.argv(provider, skills_dir), env=env, ro_mounts=skill_mounts,
             workspace=Path(spec["workspace"]), log_path=Path(spec["log_path"]),
             memory=spec["memory"], cpus=spec["cpus"], image=spec["image"],
             network=spec["network"], mounts=spec["mounts"], deadline_s=spec["timeout"],

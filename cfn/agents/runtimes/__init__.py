@@ -27,6 +27,7 @@ class RunRequest:
     network: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
     mounts: dict[str, str] = field(default_factory=dict)  # host path -> container path
+    ro_mounts: dict[str, str] = field(default_factory=dict)  # the same, read-only
     deadline_s: float | None = None  # the platform's own limit (kubernetes activeDeadline)
     sandbox: bool = False  # process runtime: run under bubblewrap (cfn.agents.isolation)
     hidden: tuple[str, ...] = ()  # host paths the agent must not see (the state directory)

@@ -85,6 +85,8 @@ def start(request: RunRequest) -> ContainerRun:
     volumes = {str(request.workspace): {"bind": "/workspace", "mode": "rw"}}
     volumes.update({host: {"bind": inside, "mode": "rw"}
                     for host, inside in request.mounts.items()})
+    volumes.update({host: {"bind": inside, "mode": "ro"}
+                    for host, inside in request.ro_mounts.items()})
     # the state directory, when it lies in the workspace, is covered by an empty tmpfs
     covered = {f"/workspace/{Path(path).relative_to(request.workspace)}": "size=1m"
                for path in request.hidden if Path(path).is_relative_to(request.workspace)}

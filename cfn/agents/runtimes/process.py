@@ -56,7 +56,7 @@ def start(request: RunRequest) -> ProcessRun:
         argv = isolation.sandboxed(
             argv, workspace=request.workspace, home=request.env.get("HOME") or "/home/agent",
             hidden=map(Path, request.hidden), mounts=request.mounts,
-            readable=isolation.python_paths())
+            readable=isolation.python_paths(), ro_mounts=request.ro_mounts)
     request.log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(request.log_path, "ab") as log:
         process = subprocess.Popen(
