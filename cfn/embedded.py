@@ -120,6 +120,11 @@ def status(home: Path) -> Status:
     return Status(socket=path, pid=_read_pid(home), running=accepting(path))
 
 
+def url(home: Path) -> str:
+    """The embedded server's URL (whether or not it runs)."""
+    return f"unix://{socket_path(home)}"
+
+
 def ensure_running(home: Path) -> str:
     """The embedded server's URL, starting the server first if it is not up."""
     path = socket_path(home)

@@ -23,18 +23,31 @@ def manifest(cfn):
     return got.stdout
 
 
-def test_dry_run_prints_a_valid_job_and_its_secret(manifest, project):
+def test_dry_run_prints_a_valid_job_and_its_secret(manifest, project, redis_socket):
     secret, job = yaml.safe_load_all(manifest)
     model = ApiClient()._ApiClient__deserialize(job, "V1Job")  # the client's own validation
     assert model.spec.backoff_limit == 0 and model.spec.ttl_seconds_after_finished > 0
     assert model.spec.active_deadline_seconds == 900
+    assert model.spec.suspend is True  # resumed once its Secret exists
+    # the Secret goes with its Job
+    assert secret["metadata"]["ownerReferences"][0]["kind"] == "Job"
+    assert secret["metadata"]["ownerReferences"][0]["name"] == job["metadata"]["name"]
     pod = model.spec.template.spec
     assert pod.restart_policy == "Never"
     container = pod.containers[0]
     assert container.resources.limits == {"memory": "2Gi", "cpu": "1.5"}
     assert container.env_from[0].secret_ref.name == secret["metadata"]["name"] == \
         job["metadata"]["name"] == "cfn-t-5-coder-1-0"
+    assert container.image_pull_policy == "IfNotPresent"  # a local image is not pulled
+    assert container.security_context.run_as_non_root is True
+    assert container.security_context.allow_privilege_escalation is False
+    assert container.security_context.capabilities.drop == ["ALL"]
+    # the Redis socket reaches the pod as a hostPath volume
+    mounts = {m.mount_path: m.name for m in container.volume_mounts}
+    volumes = {v.name: v.host_path.path for v in pod.volumes}
+    assert volumes[mounts["/run/cfn/redis.sock"]] == str(redis_socket)
     env = {e.name: e.value for e in container.env}
+    assert env["REDIS_URL"] == "unix:///run/cfn/redis.sock"
     assert env["ANTHROPIC_BASE_URL"] == "https://api.anthropic.com"
     assert "ANTHROPIC_API_KEY" not in env and "REDIS_PASSWORD" not in env
     assert set(secret["stringData"]) == {"ANTHROPIC_API_KEY", "REDIS_PASSWORD", "CFN_TOKEN"}
@@ -58,7 +71,10 @@ def test_the_pod_spec_runs_with_podman_kube_play(manifest, tmp_path):
     container.update(image=image, command=["/bin/sh", "-c", "echo ran-as-$CFN_AGENT_ID > "
                                            "/workspace/proof.txt"])
     container.pop("envFrom")  # podman kube play runs the pod; secrets are the cluster's job
+    spec["volumes"] = spec["volumes"][:1]  # the workspace (no Redis in this test)
     spec["volumes"][0]["hostPath"]["path"] = str(tmp_path)
+    container["volumeMounts"] = container["volumeMounts"][:1]
+    tmp_path.chmod(0o777)  # the agent runs as a non-root user
     pod = {"apiVersion": "v1", "kind": "Pod",
            "metadata": {"name": "cfn-kube-play-test", "labels": job["metadata"]["labels"]},
            "spec": spec}
@@ -70,6 +86,7 @@ def test_the_pod_spec_runs_with_podman_kube_play(manifest, tmp_path):
         subprocess.run(["podman", "wait", "cfn-kube-play-test-agent"], capture_output=True,
                        timeout=120)
         assert (tmp_path / "proof.txt").read_text() == "ran-as-coder_1\n"
+        assert (tmp_path / "proof.txt").stat().st_uid == 1000  # as the non-root user
         inspect = json.loads(subprocess.run(
             ["podman", "inspect", "cfn-kube-play-test-agent"], capture_output=True,
             text=True).stdout)
@@ -85,4 +102,13 @@ def test_no_cluster_is_refused_before_anything_starts(cfn, tmp_path, project):
               "--", "true", extra_env={"KUBECONFIG": str(tmp_path / "none"),
                                        "HOME": str(tmp_path)})
     assert got.returncode == 4 and "no Kubernetes cluster configured" in got.stderr
+    assert not (project / ".cfn" / "agents").exists()
+
+
+@pytest.mark.parametrize("runtime", ["container", "kubernetes"])
+def test_a_loopback_redis_that_agents_cannot_reach_is_refused_before_spawning(cfn, runtime,
+                                                                            project):
+    got = cfn("spawn-agent", "box-1", "T1", "--profile", "script", "--runtime", runtime,
+              "--", "true", extra_env={"REDIS_URL": "redis://:pw@127.0.0.1:6399/0"})
+    assert got.returncode == 2 and "loopback" in got.stderr and "pw@" not in got.stderr
     assert not (project / ".cfn" / "agents").exists()

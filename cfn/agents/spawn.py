@@ -125,10 +125,14 @@ def _context(request: SpawnRequest, workspace: Path, profile: profiles.Profile,
 
 def spawn(project: Project, request: SpawnRequest) -> Spawned:
     """Start an agent under a supervisor; returns once the supervisor has its spec."""
-    config, r = project.config, project.redis
+    config = project.config
     profile, workspace = _check(request, config)
+    for url in project.target.urls:  # refuses a Redis the agents could not reach
+        _agent_redis_url(url, request.runtime, bool(config.agent_sandbox),
+                         request.network or config.agent_network)
     runtimes.check(request.runtime, request.image or config.agent_image,
                    bool(config.agent_sandbox))
+    r = project.redis
     route = _route(project, request, profile, lambda chain: agent_state.cooling(r, chain))
     provider = route.chain[0] if route.chain else None
     secret = tokens.signing_secret(config.token_secret, config.home)
@@ -170,7 +174,8 @@ def build_spec(config: Config, request: SpawnRequest, profile: profiles.Profile,
     """Everything a supervisor needs to run the agent (secrets included: it travels on a pipe)."""
     timeout = float(request.timeout or profile.timeout)
     sandbox = request.runtime == "process" and bool(config.agent_sandbox)
-    agent_redis_url, mounts = _agent_redis_url(redis_url, request.runtime, sandbox)
+    network = request.network or config.agent_network
+    agent_redis_url, mounts = _agent_redis_url(redis_url, request.runtime, sandbox, network)
     agent_env = {
         "CFN_TASK_ID": request.task_id, "CFN_AGENT_ID": request.agent_id,
         "CFN_RUN_ID": str(run_id), "CFN_MODE": request.mode,
@@ -198,7 +203,7 @@ def build_spec(config: Config, request: SpawnRequest, profile: profiles.Profile,
         "runtime": request.runtime, "workspace": str(workspace), "log_path": str(log_path),
         "timeout": timeout, "memory": request.memory or profile.memory,
         "cpus": request.cpus or profile.cpus, "image": request.image or config.agent_image,
-        "network": request.network, "mounts": mounts, "prompt": request.prompt,
+        "network": network, "mounts": mounts, "prompt": request.prompt,
         "sandbox": sandbox, "hidden": [str(config.home)],
         "instructions": profile.instructions.strip(), "command": list(request.command),
         "chain": list(route.chain), "phase": request.phase, "config": config.to_dict(),
@@ -215,8 +220,10 @@ def kubernetes_dry_run(project: Project, request: SpawnRequest) -> list[dict]:
     config = project.config
     profile, workspace = _check(request, config)
     route = _route(project, request, profile)
+    from cfn import embedded
+
     spec = build_spec(config, request, profile, workspace, route,
-                      str(config.redis_url or "redis://redis:6379"), run_id=0,
+                      str(config.redis_url or embedded.url(config.home)), run_id=0,
                       log_path=Path("/dev/null"),
                       acl_user=agent_state.RedisUser("<created-at-spawn>", "x"),
                       secret="x" * tokens.MIN_SECRET_BYTES, spawned_at=0.0)
@@ -229,13 +236,35 @@ def _server_time(r: redis.Redis) -> float:
     return seconds + micros / 1e6
 
 
-def _agent_redis_url(url: str, runtime: str, sandbox: bool) -> tuple[str, dict[str, str]]:
+def _agent_redis_url(url: str, runtime: str, sandbox: bool,
+                     network: str | None) -> tuple[str, dict[str, str]]:
     """The Redis URL as the agent sees it; a unix socket (which may sit in the hidden state
-    directory) is mounted into containers and sandboxes at /run/cfn/redis.sock."""
+    directory) is mounted into containers and sandboxes at /run/cfn/redis.sock. A Redis on
+    this machine's loopback is out of reach of containers and pods on their own network."""
+    if runtime != "process" and network != "host" and _on_loopback(url):
+        from cfn.config import mask_url
+
+        raise InvalidInput(
+            f"Redis at {mask_url(url)} listens on this machine's loopback, which {runtime} "
+            "agents on their own network cannot reach: use the embedded Redis (its socket is "
+            "mounted in), a Redis on the agents' network (--network), or --network host")
     if (runtime == "process" and not sandbox) or not url.startswith("unix://"):
         return url, {}
     socket_path = Path(url[len("unix://"):])
     return "unix:///run/cfn/redis.sock", {str(socket_path): "/run/cfn/redis.sock"}
+
+
+def _on_loopback(url: str) -> bool:
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    host = urlsplit(url).hostname or ""
+    if url.startswith("unix://") or not host:
+        return False
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def _launch_supervisor(spec: dict, workspace: Path, stderr_path: Path) -> int:

@@ -49,14 +49,17 @@ def loop() -> None:
               default="process", show_default=True, help="Where the loop's agents run.")
 @click.option("--workspace", type=click.Path(file_okay=False, exists=True, path_type=Path),
               help="Directory the agents work in (default: the project root).")
+@click.option("--image", help="Container runtime: the agents' image (default: agent_image).")
+@click.option("--network", help="Container runtime: the agents' network, e.g. the task's "
+                                "compose network (default: agent_network).")
 @click.option("--test-command", help="Shell command whose pass rate is the gate score.")
 @click.option("--budget-usd", type=click.FloatRange(min=0, min_open=True),
               help="Stop (exit 1) once agents reported this much cost.")
 @json_option
 @click.pass_context
 def run(ctx, task_id, epic, mode, loop3_agents, loop2_agents, product_owner, max_iterations,
-        gate_threshold, consensus_threshold, runtime, workspace, test_command, budget_usd,
-        as_json) -> None:
+        gate_threshold, consensus_threshold, runtime, workspace, image, network, test_command,
+        budget_usd, as_json) -> None:
     """Run the loop until PROCEED (exit 0), ABORT, the iteration limit or the budget (exit 1).
 
     Progress goes to stderr; --json prints the final report on stdout.
@@ -71,7 +74,7 @@ def run(ctx, task_id, epic, mode, loop3_agents, loop2_agents, product_owner, max
         product_owner=product_owner or defaults.product_owner, max_iterations=max_iterations,
         gate_threshold=gate_threshold, consensus_threshold=consensus_threshold,
         runtime=runtime, workspace=str(workspace.resolve()) if workspace else None,
-        test_command=test_command, budget_usd=budget_usd)
+        image=image, network=network, test_command=test_command, budget_usd=budget_usd)
     _run(ctx, spec, as_json)
 
 

@@ -174,7 +174,7 @@ class Loop:
         request = SpawnRequest(
             agent_id=agent_id, task_id=self.spec.task_id, profile=profile,
             runtime=self.spec.runtime, prompt=prompt, command=command, phase=phase,
-            iteration=number,
+            iteration=number, image=self.spec.image, network=self.spec.network,
             workspace=Path(self.spec.workspace) if self.spec.workspace else None)
         return spawn(self.project, request).run_id
 

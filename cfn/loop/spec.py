@@ -37,6 +37,8 @@ class LoopSpec:
     consensus_threshold: float | None = None
     runtime: str = "process"
     workspace: str | None = None
+    image: str | None = None  # container runtime: the agents' image (default: agent_image)
+    network: str | None = None  # container runtime: the agents' network (default: agent_network)
     test_command: str | None = None  # shell command; its pass rate is the gate score
     budget_usd: float | None = None
 

@@ -1,11 +1,15 @@
 """The kubernetes runtime: one Job per agent, through the official kubernetes client.
 
 The agent's secrets go into a Secret the Job reads with envFrom, never into
-the Job itself. Jobs have backoffLimit 0 (a failed agent is reported, not
-retried behind our back), restartPolicy Never, an activeDeadlineSeconds and a
-TTL after finishing. The workspace is a hostPath volume (single-node clusters
-such as kind); `cfn spawn-agent --runtime kubernetes --dry-run` prints the
-manifests with secret values redacted.
+the Job itself; the Secret is owned by its Job, so it goes when the Job goes. The Job is
+created suspended, the Secret next (with the Job's UID as its owner), then the Job is
+resumed, so its pod never starts without its Secret. Jobs have backoffLimit 0 (a failed
+agent is reported, not retried behind our back), restartPolicy Never, an
+activeDeadlineSeconds and a TTL after finishing; the agent runs as a non-root user with no
+privilege escalation and no capabilities. The workspace, and the Redis socket when Redis
+is one, are hostPath volumes (single-node clusters such as kind);
+`cfn spawn-agent --runtime kubernetes --dry-run` prints the manifests a spawn submits, with
+secret values redacted.
 """
 
 from __future__ import annotations
@@ -19,6 +23,10 @@ from cfn.agents.runtimes import RunRequest
 
 NAMESPACE_ENV = "CFN_K8S_NAMESPACE"
 TTL_AFTER_FINISHED_S = 600
+AGENT_UID = 1000  # the agent image's user
+SECURITY = {"runAsNonRoot": True, "runAsUser": AGENT_UID, "runAsGroup": AGENT_UID,
+            "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"}}
 # variables whose values are secrets: they travel in the Secret
 SECRET_VARS = ("ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_API_KEY", "REDIS_PASSWORD", "CFN_TOKEN")
 
@@ -28,9 +36,9 @@ def _split_env(env: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
     return {k: v for k, v in env.items() if k not in secret}, secret
 
 
-def manifests(request: RunRequest, namespace: str = "default",
-              redact: bool = False) -> list[dict]:
-    """The Secret and the Job that run `request`, as plain dicts."""
+def manifests(request: RunRequest, namespace: str = "default", redact: bool = False,
+              job_uid: str = "<the Job's uid, once created>") -> list[dict]:
+    """The Secret and the (suspended) Job that run `request`, as plain dicts."""
     plain, secret = _split_env(request.env)
     if redact:
         secret = {k: "<redacted>" for k in secret}
@@ -38,18 +46,27 @@ def manifests(request: RunRequest, namespace: str = "default",
     labels = {k.replace("cfn.", "cfn.dev/"): v[:63] for k, v in request.labels.items()}
     limits = {k: v for k, v in (("memory", _quantity(request.memory)),
                                 ("cpu", str(request.cpus) if request.cpus else None)) if v}
+    host_paths = [("workspace", str(request.workspace), "/workspace", "Directory", False)]
+    host_paths += [(f"mount-{i}", host, inside, "", False)
+                   for i, (host, inside) in enumerate(sorted(request.mounts.items()))]
+    host_paths += [(f"ro-mount-{i}", host, inside, "", True)
+                   for i, (host, inside) in enumerate(sorted(request.ro_mounts.items()))]
     container = {
         "name": "agent", "image": request.image, "command": request.argv,
+        "imagePullPolicy": "IfNotPresent",  # local images (localhost/...) are not pulled
         "workingDir": "/workspace",
         "env": [{"name": k, "value": v} for k, v in sorted(plain.items())],
         "envFrom": [{"secretRef": {"name": name}}],
         "resources": {"limits": limits, "requests": limits},
-        "volumeMounts": [{"name": "workspace", "mountPath": "/workspace"}],
+        "securityContext": SECURITY,
+        "volumeMounts": [{"name": volume, "mountPath": inside, "readOnly": readonly}
+                         for volume, _, inside, _, readonly in host_paths],
     }
     job = {
         "apiVersion": "batch/v1", "kind": "Job",
         "metadata": {"name": name, "namespace": namespace, "labels": dict(labels)},
         "spec": {
+            "suspend": True,  # resumed once its Secret exists
             "backoffLimit": 0,
             "ttlSecondsAfterFinished": TTL_AFTER_FINISHED_S,
             **({"activeDeadlineSeconds": int(request.deadline_s)} if request.deadline_s else {}),
@@ -58,14 +75,17 @@ def manifests(request: RunRequest, namespace: str = "default",
                 "spec": {
                     "restartPolicy": "Never",
                     "containers": [container],
-                    "volumes": [{"name": "workspace", "hostPath": {
-                        "path": str(request.workspace), "type": "Directory"}}],
+                    "volumes": [{"name": volume, "hostPath": {"path": host, "type": kind}}
+                                for volume, host, _, kind, _ in host_paths],
                 },
             },
         },
     }
+    owner = {"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": job_uid,
+             "blockOwnerDeletion": True}
     secret_doc = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-                  "metadata": {"name": name, "namespace": namespace, "labels": dict(labels)},
+                  "metadata": {"name": name, "namespace": namespace, "labels": dict(labels),
+                               "ownerReferences": [owner]},
                   "stringData": secret}
     return [secret_doc, job]
 
@@ -169,7 +189,10 @@ def start(request: RunRequest) -> KubernetesRun:
 
     load_cluster_config()
     namespace = os.environ.get(NAMESPACE_ENV, "default")
-    secret, job = manifests(request, namespace)
+    _, job = manifests(request, namespace)
+    batch = client.BatchV1Api()
+    created = batch.create_namespaced_job(namespace, job)
+    secret, _ = manifests(request, namespace, job_uid=created.metadata.uid)
     client.CoreV1Api().create_namespaced_secret(namespace, secret)
-    client.BatchV1Api().create_namespaced_job(namespace, job)
+    batch.patch_namespaced_job(job["metadata"]["name"], namespace, {"spec": {"suspend": False}})
     return KubernetesRun(job["metadata"]["name"], namespace, str(request.log_path))
