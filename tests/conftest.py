@@ -44,7 +44,9 @@ def start_redis(directory: Path, *extra: str) -> tuple[subprocess.Popen, Path]:
     directory.mkdir(parents=True, exist_ok=True)
     sock = directory / "redis.sock"
     proc = subprocess.Popen(
+        # 777: agents in containers run as their own user; Redis itself asks who they are
         [redis_tool("redis-server"), "--port", "0", "--unixsocket", str(sock),
+         "--unixsocketperm", "777",
          "--save", "", "--appendonly", "no", "--dir", str(directory), *extra],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
@@ -53,6 +55,18 @@ def start_redis(directory: Path, *extra: str) -> tuple[subprocess.Popen, Path]:
         assert time.monotonic() < deadline, "redis-server did not start"
         time.sleep(0.01)
     return proc, sock
+
+
+@pytest.fixture(scope="session")
+def docker_host(tmp_path_factory):
+    """podman's Docker-API socket, for the container runtime's tests."""
+    from containers import start_api
+
+    socket_path = tmp_path_factory.mktemp("podman") / "podman.sock"
+    proc = start_api(socket_path)
+    yield f"unix://{socket_path}"
+    proc.terminate()
+    proc.wait(timeout=30)
 
 
 @pytest.fixture(scope="session")

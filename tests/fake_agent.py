@@ -20,6 +20,9 @@ with open("prompts.log", "a") as log:
 time.sleep(step.get("sleep", 0))
 report = {k: step[k] for k in ("confidence", "deliverables", "feedback", "decision", "reason")
           if k in step}
+for deliverable in step.get("deliverables", []) if not step.get("lie") else []:
+    with open(deliverable, "a") as made:  # it does the work it reports
+        made.write(f"# by {os.environ['CFN_AGENT_ID']}\n")
 if "cost" in step:
     print(json.dumps({"type": "result", "is_error": False, "result": json.dumps(report),
                       "total_cost_usd": step["cost"],

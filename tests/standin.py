@@ -21,8 +21,10 @@ class Standin:
     # the header the real provider takes its key in: "api-key" (x-api-key, Anthropic's API)
     # or "bearer" (Authorization: Bearer, third parties); a key elsewhere gets a 401
     auth: str = "bearer"
-    # when set, the model first asks to run this with the Bash tool, then replies `reply`
-    tool_command: str | None = None
+    # the tools the model asks for, one per turn, before it replies `reply`: ("Bash",
+    # {"command": ...}), ("Write", {"file_path": ..., "content": ...}), ...
+    tool_calls: list[tuple[str, dict]] = field(default_factory=list)
+    tools_when: str = ""  # only in conversations whose messages contain this text
     requests: list[dict] = field(default_factory=list)
     tool_results: list[str] = field(default_factory=list)  # what the agent's tool returned
     server: ThreadingHTTPServer | None = None
@@ -74,11 +76,12 @@ class Standin:
                 else:
                     self._send_json(200, self._message(body))
 
-            def _tool_turn(self, body) -> bool:
-                """True when this request should be answered with the Bash tool call: the
-                agent's main conversation (it offers tools), before any tool result."""
-                if not standin.tool_command or not body.get("tools"):
-                    return False
+            def _next_tool(self, body) -> tuple[str, dict] | None:
+                """The tool call this request should be answered with: in the agent's main
+                conversation (it offers tools), the next one it has no result for yet."""
+                if not standin.tool_calls or not body.get("tools") or \
+                        standin.tools_when not in json.dumps(body.get("messages")):
+                    return None
                 results = [block for message in body.get("messages", [])
                            if isinstance(message.get("content"), list)
                            for block in message["content"] if block.get("type") == "tool_result"]
@@ -87,7 +90,8 @@ class Standin:
                     text = content if isinstance(content, str) else json.dumps(content)
                     if text not in standin.tool_results:
                         standin.tool_results.append(text)
-                return not results
+                return standin.tool_calls[len(results)] \
+                    if len(results) < len(standin.tool_calls) else None
 
             def _authorized(self) -> bool:
                 bearer = (self.headers.get("authorization") or "").startswith("Bearer ")
@@ -96,14 +100,15 @@ class Standin:
                     (bearer and not api_key)
 
             def _message(self, body):
-                if self._tool_turn(body):
+                tool = self._next_tool(body)
+                if tool:
+                    name, tool_input = tool
                     return {
                         "id": "msg_standin_tool", "type": "message", "role": "assistant",
                         "model": body.get("model"), "stop_reason": "tool_use",
                         "stop_sequence": None,
-                        "content": [{"type": "tool_use", "id": "toolu_standin", "name": "Bash",
-                                     "input": {"command": standin.tool_command,
-                                               "description": "coordinate with the team"}}],
+                        "content": [{"type": "tool_use", "name": name, "input": tool_input,
+                                     "id": f"toolu_standin_{len(standin.tool_results)}"}],
                         "usage": {"input_tokens": 12, "output_tokens": 7},
                     }
                 return {

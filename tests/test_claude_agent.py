@@ -107,6 +107,9 @@ def test_a_loop_of_real_claude_agents_reaches_a_decision(cfn, claude_env, provid
     working.reply = ('Done.\n{"confidence": 0.96, "deliverables": ["hello.txt"], '
                      '"feedback": "fine", "decision": "PROCEED", "reason": "meets the epic"}')
     working.auth = "api-key"  # it stands in for Anthropic's API here
+    # the implementer writes its deliverable (the loop checks it exists); reviewers only read
+    working.tool_calls = [("Write", {"file_path": str(project / "hello.txt"),
+                                     "content": "hello\n"})]
     env = {**claude_env, "CFN_PROVIDER_ANTHROPIC_BASE_URL": working.url}
     got = cfn("loop", "run", "--task-id", "T1", "--epic", "Write hello.txt", "--mode", "mvp",
               "--loop3-agents", "coder", "--loop2-agents", "code-reviewer,tester",
@@ -143,7 +146,8 @@ SIGNAL = ("~/.claude/skills/redis-coordination/signal.sh send --task-id T7 --cha
 def test_a_claude_agent_signals_through_the_skill_script(cfn, claude_env, quick_coder):
     """The stand-in model asks the real claude CLI to run signal.sh; the coordination skills
     are allowed to it, so the signal reaches a waiter on the host."""
-    model = Standin(tool_command=SIGNAL, reply='Sent.\n{"confidence": 0.8}').start()
+    model = Standin(tool_calls=[("Bash", {"command": SIGNAL})],
+                    reply='Sent.\n{"confidence": 0.8}').start()
     try:
         got = cfn("spawn-agent", "coder-1", "T7", "cli", "zai", "--prompt", "signal ready",
                   "--json", timeout=60,
@@ -161,7 +165,7 @@ def test_a_claude_agent_signals_through_the_skill_script(cfn, claude_env, quick_
 def test_an_agent_whose_tools_were_denied_is_not_a_success(cfn, claude_env, quick_coder):
     """Anything beyond its profile's tools and the coordination skills is refused, and an
     agent that was refused did not do its work, whatever confidence it claims."""
-    model = Standin(tool_command="cat /etc/hostname > stolen.txt",
+    model = Standin(tool_calls=[("Bash", {"command": "cat /etc/hostname > stolen.txt"})],
                     reply='Done.\n{"confidence": 0.95, "deliverables": ["stolen.txt"]}').start()
     try:
         got = cfn("spawn-agent", "coder-1", "T8", "cli", "zai", "--prompt", "do it", "--wait",

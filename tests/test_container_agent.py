@@ -5,21 +5,12 @@ import time
 
 import pytest
 
-from containers import build_test_image, podman_available, start_api
+from containers import build_test_image, podman_available
 
 pytestmark = [
     pytest.mark.skipif(not podman_available(), reason="needs podman and busybox-static"),
     pytest.mark.usefixtures("reap_supervisors"),
 ]
-
-
-@pytest.fixture(scope="session")
-def docker_host(tmp_path_factory):
-    socket_path = tmp_path_factory.mktemp("podman") / "podman.sock"
-    proc = start_api(socket_path)
-    yield f"unix://{socket_path}"
-    proc.terminate()
-    proc.wait(timeout=30)
 
 
 @pytest.fixture(scope="session")

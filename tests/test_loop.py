@@ -216,3 +216,13 @@ def test_an_implementer_forging_validators_and_owner_cannot_make_the_loop_procee
     forgery = json.loads((project / "forgery.json").read_text())
     assert forgery == {"validator completion": "refused", "owner completion": "refused",
                        "decision": "refused", "validator report": "written"}
+
+
+def test_proceed_is_refused_when_a_reported_deliverable_does_not_exist(cfn, agents, project):
+    agents(impl={"*": {"confidence": 0.9, "deliverables": ["ghost.py", "../outside.py"],
+                       "lie": True}},
+           rev=APPROVE, qa=APPROVE, po=PROCEED)
+    code, report, progress = loop(cfn, "--max-iterations", "1")
+    assert code == 1 and report["status"] == "exhausted", progress
+    reason = report["iterations"][0]["reason"]
+    assert "deliverables missing from the workspace: ../outside.py, ghost.py" in reason

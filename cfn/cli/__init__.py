@@ -36,6 +36,7 @@ COMMANDS = {
     "loop": ("cfn.cli.loop", "loop"),
     "demo": ("cfn.cli.demo", "demo"),
     "worktree": ("cfn.cli.worktree", "worktree"),
+    "image": ("cfn.cli.image", "image"),
 }
 
 

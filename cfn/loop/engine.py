@@ -139,7 +139,18 @@ class Loop:
         return scoring.guard_decision(next(iter(records_.values()), None),
                                       gate_passed=it.gate_passed,
                                       consensus_passed=it.consensus_passed,
-                                      deliverables=it.deliverables)
+                                      deliverables=it.deliverables,
+                                      missing=self._missing(it.deliverables))
+
+    def _missing(self, deliverables: list) -> list:
+        """Reported deliverables that are not in the workspace (an agent's word is checked)."""
+        workspace = Path(self.spec.workspace or self.project.root).resolve()
+        missing = []
+        for item in deliverables:
+            path = (workspace / str(item)).resolve()
+            if not path.is_relative_to(workspace) or not path.exists():
+                missing.append(item)
+        return missing
 
     # --- agents ------------------------------------------------------------------
 

@@ -66,9 +66,10 @@ DECISIONS = ("PROCEED", "ITERATE", "ABORT")
 
 
 def guard_decision(record: dict | None, *, gate_passed: bool, consensus_passed: bool,
-                   deliverables: list) -> tuple[str, str]:
+                   deliverables: list, missing: list | tuple = ()) -> tuple[str, str]:
     """The product owner's decision as the loop acts on it: errors never become PROCEED,
-    and PROCEED needs a passed gate, a reached consensus and deliverables."""
+    and PROCEED needs a passed gate, a reached consensus and deliverables that exist in
+    the workspace (`missing`: those reported that do not)."""
     if record is None or record.get("status") != "success":
         why = (record or {}).get("error") or (record or {}).get("status") or "no record"
         return "ITERATE", f"the product owner failed ({why}); not proceeding"
@@ -77,11 +78,14 @@ def guard_decision(record: dict | None, *, gate_passed: bool, consensus_passed: 
         return "ITERATE", f"the product owner gave no valid decision ({decision or 'none'!r})"
     reason = record.get("reason") or ""
     if decision == "PROCEED":
-        missing = [what for what, ok in (("the gate", gate_passed),
+        lacking = [what for what, ok in (("passed gate", gate_passed),
                                          ("consensus", consensus_passed),
                                          ("deliverables", bool(deliverables))) if not ok]
+        if lacking:
+            return "ITERATE", f"PROCEED refused: no {', no '.join(lacking)}"
         if missing:
-            return "ITERATE", f"PROCEED refused: no {', no '.join(missing)}"
+            return "ITERATE", ("PROCEED refused: deliverables missing from the workspace: "
+                               + ", ".join(map(str, missing)))
     return decision, reason or f"the product owner decided {decision}"
 
 

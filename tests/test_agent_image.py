@@ -1,0 +1,64 @@
+"""The real agent image (`cfn image build`): a whole CFN Loop of real claude agents in
+containers, against a stand-in provider on loopback, the implementer signalling through the
+signal.sh skill from inside its container."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from cfn import images
+from standin import Standin
+
+IMAGE = "localhost/cfn-agent:latest"
+SIGNAL = ("~/.claude/skills/redis-coordination/signal.sh send --task-id T1 --channel ready "
+          "--payload from-the-container")
+
+pytestmark = [
+    pytest.mark.skipif(shutil.which("podman") is None, reason="needs podman"),
+    pytest.mark.skipif(shutil.which("podman") is not None and not images.exists(IMAGE),
+                       reason="needs the agent image: cfn image build (CI builds it first)"),
+    pytest.mark.usefixtures("reap_supervisors"),
+]
+
+
+@pytest.fixture
+def provider(project):
+    """Anthropic's API as a stand-in: the implementer signals, then writes its deliverable."""
+    model = Standin(
+        auth="api-key", tools_when="Success criteria",  # only the implementer's prompt
+        tool_calls=[("Bash", {"command": SIGNAL}),
+                    ("Write", {"file_path": "/workspace/hello.txt", "content": "hello\n"})],
+        reply='Done.\n{"confidence": 0.96, "deliverables": ["hello.txt"], "feedback": "fine",'
+              ' "decision": "PROCEED", "reason": "hello.txt is there"}').start()
+    yield model
+    model.stop()
+
+
+def test_a_loop_of_claude_agents_in_the_agent_image(cfn, env, docker_host, provider, project):
+    project.chmod(0o777)  # the agents run as the image's non-root user
+    provider_env = {"DOCKER_HOST": docker_host, "ANTHROPIC_API_KEY": "sk-ant-stand-in",
+           "CFN_PROVIDER_ANTHROPIC_BASE_URL": provider.url}
+    waiter = subprocess.Popen([sys.executable, "-m", "cfn", "signal", "wait", "--task-id", "T1",
+                               "--channel", "ready", "--timeout", "300"], cwd=project,
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    got = cfn("loop", "run", "--task-id", "T1", "--epic", "Write hello.txt", "--mode", "mvp",
+              "--loop3-agents", "coder", "--loop2-agents", "code-reviewer",
+              "--runtime", "container", "--image", IMAGE, "--network", "host", "--json",
+              extra_env=provider_env, timeout=600)
+    signalled, waited_err = waiter.communicate(timeout=60)
+    assert got.returncode == 0, got.stderr
+    report = json.loads(got.stdout)
+    assert report["status"] == "proceeded" and report["iterations"][0]["gate_score"] == 0.96
+    assert (project / "hello.txt").read_text() == "hello\n"  # written inside the container
+    assert signalled == "from-the-container\n", waited_err  # sent by signal.sh in there
+    agents = json.loads(cfn("agents", "ls", "--task-id", "T1", "--json").stdout)
+    assert {a["runtime"] for a in agents} == {"container"}
+    assert all(a["status"] == "success" for a in agents)
+    # Anthropic's API took the key as x-api-key, from every agent
+    assert {q["x-api-key"] for q in provider.requests} == {"sk-ant-stand-in"}
