@@ -259,3 +259,15 @@ def test_a_report_written_in_another_agents_name_is_not_its_word(cfn, r):
     assert waited["records"]["honest-1"]["confidence"] == 0.7  # but only the signed one counts
     reports = [f for _, f in r.xrange("coord:{T1}:results") if f["agent"] == "honest-1"]
     assert [("sig" in f, f["confidence"]) for f in reports[:2]] == [(True, "0.7"), (False, "1.0")]
+
+
+def test_an_agent_asking_to_spawn_agents_gets_a_clear_refusal(cfn, project):
+    script = ("import subprocess, sys\n"
+              "got = subprocess.run([sys.executable, '-m', 'cfn', 'spawn-agent', 'more-1', 'T1',\n"
+              "                      '--profile', 'script', '--', 'true'],\n"
+              "                     capture_output=True, text=True)\n"
+              "open('refusal.txt', 'w').write(f'{got.returncode} {got.stderr}')\n")
+    spawn(cfn, "greedy-1", "T1", sys.executable, "-c", script)
+    assert wait(cfn, "T1")[0] == 0
+    code, said = (project / "refusal.txt").read_text().split(" ", 1)
+    assert code == "1" and "cannot spawn agents" in said and "NOPERM" not in said

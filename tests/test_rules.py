@@ -106,6 +106,8 @@ CLAUDE_OK = {"type": "result", "is_error": False, "total_cost_usd": 0.02,
     ('{"confidence": 0.9}', 3, {"status": FAIL, "error": "exited with 3"}),
     (json.dumps(CLAUDE_OK), 0, {"status": OK, "confidence": 0.9, "cost_usd": 0.02,
                                 "input_tokens": 10, "deliverables": ["a.py"]}),
+    (json.dumps({**CLAUDE_OK, "result": "Done, all good."}), 0,
+     {"status": FAIL, "confidence": None, "cost_usd": 0.02}),          # no report: not done
     (json.dumps({"type": "result", "is_error": True, "api_error_status": 429,
                  "result": "rate limited"}), 1,
      {"status": FAIL, "provider_error": "rate limited"}),
@@ -228,3 +230,17 @@ def test_bad_provider_tables_are_refused(tmp_path, toml, message):
     (tmp_path / "cfn.toml").write_text(toml)
     with pytest.raises(InvalidInput, match=message):
         resolve(env={}, cwd=tmp_path)
+
+
+@pytest.mark.parametrize("url,runtime,sandbox,network,seen", [
+    ("redis://admin:pw@redis:6379/0", "container", False, "cfn-net",
+     ("redis://redis:6379/0", {})),                      # never the operator's password
+    ("unix://:pw@/s/redis.sock", "process", True, None,
+     ("unix:///run/cfn/redis.sock", {"/s/redis.sock": "/run/cfn/redis.sock"})),
+    ("unix:///s/redis.sock", "process", False, None, ("unix:///s/redis.sock", {})),
+    ("redis://127.0.0.1:6379", "container", False, "host", ("redis://127.0.0.1:6379", {})),
+])
+def test_the_redis_url_an_agent_sees(url, runtime, sandbox, network, seen):
+    from cfn.agents.spawn import _agent_redis_url
+
+    assert _agent_redis_url(url, runtime, sandbox, network) == seen

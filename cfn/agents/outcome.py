@@ -122,6 +122,10 @@ def parse(output: str, exit_code: int | None) -> Outcome:
     if denied and ok:  # it could not do what it set out to do: never a plain success
         outcome.status = "failure"
         outcome.error = f"tools were denied to the agent: {'; '.join(denied)}"
+    elif claude and ok and not report:
+        outcome.status = "failure"
+        outcome.error = ("no report: the agent's answer did not end with its JSON line "
+                         '({"confidence": ..., "deliverables": [...], "feedback": ...})')
     if claude and is_error:
         outcome.error = str(document.get("result", ""))[:500]
         status = document.get("api_error_status")

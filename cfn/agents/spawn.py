@@ -248,10 +248,19 @@ def _agent_redis_url(url: str, runtime: str, sandbox: bool,
             f"Redis at {mask_url(url)} listens on this machine's loopback, which {runtime} "
             "agents on their own network cannot reach: use the embedded Redis (its socket is "
             "mounted in), a Redis on the agents' network (--network), or --network host")
+    url = _without_credentials(url)  # the agent connects as its own ACL user
     if (runtime == "process" and not sandbox) or not url.startswith("unix://"):
         return url, {}
     socket_path = Path(url[len("unix://"):])
     return "unix:///run/cfn/redis.sock", {str(socket_path): "/run/cfn/redis.sock"}
+
+
+def _without_credentials(url: str) -> str:
+    """`url` without a user name or password (an operator's URL may carry the admin's)."""
+    from urllib.parse import urlsplit
+
+    netloc = urlsplit(url).netloc
+    return url.replace(netloc, netloc.rsplit("@", 1)[1], 1) if "@" in netloc else url
 
 
 def _on_loopback(url: str) -> bool:
