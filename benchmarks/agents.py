@@ -42,17 +42,19 @@ def setup(tmp: Path, redis_sock: Path):
     return Project.open(tmp / "work")
 
 
-def spawn_latency_ms(project, runtime: str, samples: int, work: Path, **extra) -> list[float]:
+def spawn_latency_ms(project, runtime: str, samples: int, work: Path, label: str = "",
+                     **extra) -> list[float]:
     from cfn.agents.spawn import SpawnRequest
 
     latencies = []
     for i in range(samples):
-        marker = work / f"started-{runtime}-{i}"
+        marker = work / f"started-{runtime}{label}-{i}"
         if runtime == "process":
             command = ("/bin/sh", "-c", f"date +%s%N > {marker}")
         else:
             command = ("/bin/sh", "-c", f"cat /proc/uptime > /workspace/{marker.name}")
-        request = SpawnRequest(agent_id=f"{runtime}-{i}", task_id="bench", profile="script",
+        request = SpawnRequest(agent_id=f"{runtime}{label}-{i}", task_id="bench",
+                               profile="script",
                                runtime=runtime, command=command, workspace=work, **extra)
         before_ns, before_up = time.time_ns(), uptime()
         spawned = project.spawn(request)
@@ -131,7 +133,7 @@ def main() -> None:
 
 
 def container_rows(project, samples: int, work: Path, tmp: Path) -> list:
-    if not podman_available():
+    if not podman_available() or os.environ.get("BENCH_SKIP_CONTAINERS"):
         print("(a) containers: skipped (podman or busybox-static missing)", file=sys.stderr)
         return []
     api = start_api(tmp / "podman.sock")
@@ -146,7 +148,7 @@ def container_rows(project, samples: int, work: Path, tmp: Path) -> list:
         if images.exists(agent_image):
             work.chmod(0o777)  # the agent image's user is not root
             rows.append((f"container, {agent_image} ({images.size(agent_image) / 1e6:.0f} MB)",
-                         spawn_latency_ms(project, "container", samples, work,
+                         spawn_latency_ms(project, "container", samples, work, label="-agent",
                                           image=agent_image)))
         else:
             print(f"(a) {agent_image}: skipped (cfn image build makes it)", file=sys.stderr)

@@ -11,21 +11,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
-
-import redis
-from redis.backoff import ExponentialBackoff
-from redis.exceptions import (
-    AuthenticationError,
-    ConnectionError,
-    NoPermissionError,
-    RedisError,
-    TimeoutError,
-)
-from redis.retry import Retry
+from typing import TYPE_CHECKING
 
 from cfn import defaults, embedded
 from cfn.config import Config, mask_url
 from cfn.errors import BackendUnavailable, CfnError, InvalidInput
+
+if TYPE_CHECKING:
+    import redis
+
+# redis-py is imported where a connection is made: a supervisor starts its agent first
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +61,11 @@ class Target:
 
 
 def _client(target: Target, url: str) -> redis.Redis:
+    import redis
+    from redis.backoff import ExponentialBackoff
+    from redis.exceptions import ConnectionError, TimeoutError
+    from redis.retry import Retry
+
     return redis.Redis.from_url(
         url,
         username=target.username,
@@ -83,6 +83,8 @@ def _client(target: Target, url: str) -> redis.Redis:
 
 def connect(target: Target) -> tuple[redis.Redis, str]:
     """A client on the first URL of `target` that answers a PING, and that URL."""
+    from redis.exceptions import AuthenticationError, ConnectionError, RedisError, TimeoutError
+
     for index, url in enumerate(target.urls):
         client = _client(target, url)
         try:
@@ -102,6 +104,13 @@ def connect(target: Target) -> tuple[redis.Redis, str]:
 def unavailable(exc: Exception, url: str) -> CfnError:
     """What a Redis error at `url` means to a user: BackendUnavailable (exit 4), or
     InvalidInput (exit 2) for a key holding the wrong type."""
+    from redis.exceptions import (
+        AuthenticationError,
+        ConnectionError,
+        NoPermissionError,
+        TimeoutError,
+    )
+
     where = mask_url(url)
     if isinstance(exc, NoPermissionError):
         return BackendUnavailable(

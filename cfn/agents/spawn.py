@@ -16,8 +16,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import redis
-
 from cfn import keys, routing, tokens, validate
 from cfn.agents import profiles, runs, runtimes
 from cfn.agents.runtimes import RUNTIMES
@@ -27,6 +25,8 @@ from cfn.errors import InvalidInput
 from cfn.ids import validate_id
 
 if TYPE_CHECKING:
+    import redis
+
     from cfn.project import Project
 
 

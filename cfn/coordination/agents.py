@@ -11,11 +11,13 @@ import json
 import secrets
 import time
 from dataclasses import dataclass
-
-import redis
+from typing import TYPE_CHECKING
 
 from cfn import defaults, keys
 from cfn.coordination import completion, results, streams
+
+if TYPE_CHECKING:
+    import redis
 
 
 def claim(r: redis.Redis, task_id: str, agent_id: str, spawner_pid: int) -> bool:

@@ -8,12 +8,14 @@ server until the expected number of distinct agents completed.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-
-import redis
+from typing import TYPE_CHECKING
 
 from cfn import keys, validate
 from cfn.coordination import streams
 from cfn.ids import validate_id
+
+if TYPE_CHECKING:
+    import redis
 
 STATUSES = ("success", "failure")
 

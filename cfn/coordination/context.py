@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-import redis
+from typing import TYPE_CHECKING
 
 from cfn import keys, validate
 from cfn.errors import NegativeOutcome
+
+if TYPE_CHECKING:
+    import redis
 
 
 def store(

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-
-import redis
+from typing import TYPE_CHECKING
 
 from cfn import keys, validate
 from cfn.ids import validate_id
+
+if TYPE_CHECKING:
+    import redis
 
 DECISIONS = ("PROCEED", "ITERATE", "ABORT")
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
-
-import redis
+from typing import TYPE_CHECKING
 
 from cfn import defaults, keys
 from cfn.coordination import streams
+
+if TYPE_CHECKING:
+    import redis
 
 
 def append(r: redis.Redis, task_id: str, kind: str, iteration: int, data: dict, *,

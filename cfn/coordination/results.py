@@ -11,12 +11,14 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass
-
-import redis
+from typing import TYPE_CHECKING
 
 from cfn import keys, validate
 from cfn.coordination import streams
 from cfn.ids import validate_id
+
+if TYPE_CHECKING:
+    import redis
 
 STATUSES = ("success", "failure")
 

@@ -7,12 +7,14 @@ signal goes to exactly one waiter. Waiting blocks on the server (BLPOP).
 from __future__ import annotations
 
 import time
-
-import redis
+from typing import TYPE_CHECKING
 
 from cfn import keys, validate
 from cfn.coordination import streams
 from cfn.errors import TimedOut
+
+if TYPE_CHECKING:
+    import redis
 
 
 def send(

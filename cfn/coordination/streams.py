@@ -8,10 +8,12 @@ XREAD, so any number of readers can wait and read again, and nothing is lost.
 from __future__ import annotations
 
 import time
-
-import redis
+from typing import TYPE_CHECKING
 
 from cfn import defaults
+
+if TYPE_CHECKING:
+    import redis
 
 
 def add(pipe: redis.client.Pipeline, key: str, fields: dict[str, str], ttl: int,
