@@ -79,21 +79,23 @@ def many_agents(project, count: int, work: Path) -> dict:
         spawned = project.spawn(request)
         run_ids[spawned.agent_id], _ = spawned.run_id, pids.append(spawned.supervisor_pid)
     spawned_s = time.perf_counter() - started
-    peak_rss = max_rss_mb(pids, until=time.perf_counter() + 3)
+    peak_pss = max_pss_mb(pids, until=time.perf_counter() + 3)
     waited = project.wait_agents("bench-many", run_ids, timeout=300)
     return {"spawn_s": spawned_s, "all_done_s": time.perf_counter() - started,
             "succeeded": sum(rec.get("status") == "success" for rec in waited.records.values()),
-            "peak_rss_mb": peak_rss}
+            "peak_pss_mb": peak_pss}
 
 
-def max_rss_mb(pids: list[int], until: float) -> float:
+def max_pss_mb(pids: list[int], until: float) -> float:
+    """The supervisors' peak memory as PSS (shared pages counted once, split among their
+    sharers), which RSS would count once per process."""
     peak = 0.0
     while time.perf_counter() < until:
         total = 0
         for pid in pids:
             try:
-                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith("VmRSS:"):
+                for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                    if line.startswith("Pss:"):
                         total += int(line.split()[1])
             except OSError:
                 pass
@@ -125,8 +127,8 @@ def main() -> None:
                 many = many_agents(project, args.agents, work)
                 print(f"(b) {args.agents} agents at once (each lives {LIFETIME_S} s): spawned in "
                       f"{many['spawn_s']:.1f} s, all completions in {many['all_done_s']:.1f} s, "
-                      f"{many['succeeded']}/{args.agents} succeeded, supervisors' peak RSS "
-                      f"{many['peak_rss_mb']:.0f} MB ({many['peak_rss_mb'] / args.agents:.1f} "
+                      f"{many['succeeded']}/{args.agents} succeeded, supervisors' peak PSS "
+                      f"{many['peak_pss_mb']:.0f} MB ({many['peak_pss_mb'] / args.agents:.1f} "
                       "MB each)")
         finally:
             redis_proc.terminate()
@@ -155,7 +157,11 @@ def container_rows(project, samples: int, work: Path, tmp: Path) -> list:
         return rows
     finally:
         api.terminate()
-        subprocess.run(["podman", "container", "prune", "-f"], capture_output=True)
+        # only the containers this benchmark made (the runtime removes them; this is in case)
+        made = subprocess.run(["podman", "ps", "-aq", "--filter", "label=cfn.task=bench"],
+                              capture_output=True, text=True).stdout.split()
+        if made:
+            subprocess.run(["podman", "rm", "-f", *made], capture_output=True)
 
 
 if __name__ == "__main__":

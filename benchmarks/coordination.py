@@ -3,7 +3,9 @@
 (a) wake latency of a blocked `signal wait` after a send, against the seed's
     design (LLEN polled every 2 s);
 (b) whole-process time of `cfn signal send` against `redis-cli LPUSH`, with the
-    pieces that make up cfn's cost (interpreter, imports) measured alongside.
+    pieces that make up cfn's cost (interpreter, imports) measured alongside;
+(c) N whole-process waiters woken together (1 and 100): from the send to the last
+    waiter's exit, `cfn signal wait` against `redis-cli BLPOP`.
 
 Run: python benchmarks/coordination.py [--samples N]
 """
@@ -106,6 +108,8 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=200, help="blocking wake samples")
     parser.add_argument("--poll-samples", type=int, default=5, help="polling samples (~1 s each)")
     parser.add_argument("--runs", type=int, default=20, help="process runs per command")
+    parser.add_argument("--waiters", type=int, nargs="*", default=[1, 100],
+                        help="how many waiting processes to wake together")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -113,6 +117,7 @@ def main() -> None:
         try:
             report_wake(sock, args)
             report_process(sock, args.runs)
+            report_waiters(sock, args.waiters)
         finally:
             proc.terminate()
 
@@ -152,6 +157,40 @@ def report_process(sock: Path, runs: int) -> None:
     for name, ms in measured.items():
         print(f"    {name:<34} {ms:8.1f}   {ms / base:6.1f}x")
     print("    target: cfn signal send <= 60 ms")
+
+
+def woken_together_ms(sock: Path, argv_for, count: int, client: redis.Redis) -> float:
+    """Start `count` waiting processes, send `count` signals at once, and time until the
+    last one exited (every process a loop or a script would wait on)."""
+    env = {**os.environ, "REDIS_URL": f"unix://{sock}"}
+    key = "coord:{bench}:signal:together"
+    client.delete(key)
+    waiting = [subprocess.Popen(argv_for(), env=env, stdout=subprocess.DEVNULL)
+               for _ in range(count)]
+    deadline = time.monotonic() + 120
+    while sum(c.get("cmd") == "blpop" for c in client.client_list()) < count:
+        assert time.monotonic() < deadline, "the waiters did not all block"
+        time.sleep(0.01)
+    sent = time.perf_counter()
+    client.rpush(key, *["x"] * count)
+    for proc in waiting:
+        assert proc.wait(timeout=120) == 0
+    return (time.perf_counter() - sent) * 1000
+
+
+def report_waiters(sock: Path, counts: list[int]) -> None:
+    client = redis.Redis(unix_socket_path=str(sock), decode_responses=True)
+    redis_cli = shutil.which("redis-cli") or str(
+        Path(embedded.server_binary()).with_name("redis-cli"))
+    cfn_wait = [*cfn_command(), "signal", "wait", "--task-id", "bench", "--channel",
+                "together", "--timeout", "120"]
+    cli_wait = [redis_cli, "-s", str(sock), "BLPOP", "coord:{bench}:signal:together", "120"]
+    print("(c) waiters woken together: send -> last exit   cfn ms   redis-cli ms   ratio")
+    for count in counts:
+        ours = woken_together_ms(sock, lambda: cfn_wait, count, client)
+        theirs = woken_together_ms(sock, lambda: cli_wait, count, client)
+        print(f"    {count:4d} waiters                          {ours:8.1f}   {theirs:10.1f}"
+              f"   {ours / theirs:5.1f}x")
 
 
 if __name__ == "__main__":

@@ -132,3 +132,11 @@ def test_cli_lock(cfn):
                extra_env={"CFN_LOCK_TOKEN": held["token"]}).returncode == 0
     assert cfn("lock", "release", "--task-id", "t1", "--name", "n", "--token",
                held["token"]).returncode == 1
+
+
+def test_a_large_value_arrives_whole_through_a_pipe(cfn, r):
+    """cfn leaves with os._exit once its work is done: what it printed is flushed first."""
+    value = "x" * (1024 * 1024 - 100)
+    r.set("context:{T}:big", value)
+    got = cfn("context", "get", "--task-id", "T", "--key", "big")
+    assert got.returncode == 0 and got.stdout == value + "\n"

@@ -26,6 +26,7 @@ from cfn.agents.profiles import parse as parse_profile
 from cfn.backend import Target
 from cfn.config import Config
 from cfn.coordination import agents as agent_state
+from cfn.exit import leave
 from cfn.project import Project
 
 log = logging.getLogger("cfn.supervisor")
@@ -221,11 +222,14 @@ def main() -> None:
         log.error("cfn supervisor [%s]: supervisor failed: %s: %s", spec["agent_id"],
                   type(exc).__name__, exc)
         failed = outcomes.Outcome(status="failure", error=f"supervisor failed: {exc}")
+        code = 1
         try:
             supervisor.finish(spec["run_id"], None, failed)
         finally:
-            sys.exit(1)
-    sys.exit(code)
+            supervisor.project.close()
+            leave(code)
+    supervisor.project.close()
+    leave(code)
 
 
 if __name__ == "__main__":

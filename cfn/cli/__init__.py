@@ -13,6 +13,7 @@ import sys
 import click
 
 from cfn.errors import CfnError, ExitCode
+from cfn.exit import leave
 
 # command name -> (module, attribute); loaded on first use
 COMMANDS = {
@@ -84,27 +85,31 @@ def _log_to_stderr() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the CLI and turn every outcome into an exit code."""
+    """Entry point: run the CLI, turn every outcome into an exit code, and leave at once."""
     _log_to_stderr()
+    leave(run(argv))
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run one command; its exit code (errors are said on stderr, once, here)."""
     try:
         # without standalone mode click returns ctx.exit()'s code instead of raising it
         code = cli.main(args=argv, prog_name="cfn", standalone_mode=False)
     except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except click.ClickException as exc:
         exc.show()
-        sys.exit(ExitCode.USAGE if isinstance(exc, click.UsageError) else exc.exit_code)
+        return ExitCode.USAGE if isinstance(exc, click.UsageError) else exc.exit_code
     except click.Abort:
         print("cfn: aborted", file=sys.stderr)
-        sys.exit(130)
+        return 130
     except CfnError as exc:
         if os.environ.get("CFN_DEBUG"):
             raise
         print(f"cfn: error: {exc}", file=sys.stderr)
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except BrokenPipeError:
-        sys.stderr.close()  # the reader went away (e.g. `| head`); nothing more to say
-        sys.exit(ExitCode.NEGATIVE)
+        return ExitCode.NEGATIVE  # the reader went away (e.g. `| head`); nothing more to say
     except Exception as exc:
         if os.environ.get("CFN_DEBUG"):
             raise
@@ -112,5 +117,5 @@ def main(argv: list[str] | None = None) -> None:
             f"cfn: internal error: {type(exc).__name__}: {exc} (CFN_DEBUG=1 shows the traceback)",
             file=sys.stderr,
         )
-        sys.exit(ExitCode.NEGATIVE)
-    sys.exit(code if isinstance(code, int) else ExitCode.OK)
+        return ExitCode.NEGATIVE
+    return code if isinstance(code, int) else ExitCode.OK
