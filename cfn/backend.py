@@ -93,6 +93,12 @@ def connect(target: Target) -> tuple[redis.Redis, str]:
         except RedisError as exc:
             client.close()
             last = index + 1 == len(target.urls)
+            if isinstance(exc, AuthenticationError) and \
+                    target.username == embedded.ADMIN_USER and url == target.urls[0]:
+                raise BackendUnavailable(
+                    f"the embedded Redis at {mask_url(url)} refused cfn's admin user: it was "
+                    "started by an older cfn; run `cfn redis stop` (its data stays) and try "
+                    "again") from None
             if last or isinstance(exc, AuthenticationError) or \
                     not isinstance(exc, (ConnectionError, TimeoutError)):
                 raise unavailable(exc, url) from None

@@ -99,8 +99,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("agent_env", ("CFN_AGENT_ENV",), (),
             "more variable names process agents inherit from the caller (besides PATH, HOME, "
             "locale, CA and proxy settings); never put secrets here", _names),
-    Setting("agent_acl", ("CFN_AGENT_ACL",), "on",
-            "give each agent a Redis ACL user limited to its task's keys (on/off)"),
+    Setting("agent_acl", ("CFN_AGENT_ACL",), True,
+            "give each agent a Redis ACL user limited to its task's keys (off: agents connect "
+            "with no credentials, so only a Redis that lets anyone in serves them)", _switch),
     Setting("agent_id", ("CFN_AGENT_ID",), None,
             "the agent this process runs as (cfn sets it for the agents it spawns)"),
     Setting("agent_token", ("CFN_TOKEN",), None,
@@ -227,6 +228,14 @@ def mask_url(url: str) -> str:
     if parts.port:
         host = f"{host}:{parts.port}"
     return urlunsplit(parts._replace(netloc=f"{user}:****@{host}"))
+
+
+def without_credentials(url: str) -> str:
+    """`url` without a user name or password (an operator's URL may carry the admin's)."""
+    from urllib.parse import urlsplit
+
+    netloc = urlsplit(url).netloc
+    return url.replace(netloc, netloc.rsplit("@", 1)[1], 1) if "@" in netloc else url
 
 
 def find_root(start: Path) -> Path:

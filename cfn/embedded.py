@@ -51,6 +51,10 @@ def admin_password(home: Path) -> str:
     needs this (agents get their own ACL users instead)."""
     path = data_dir(home) / "admin.password"
     try:
+        password = path.read_text().strip()
+        if password:
+            return password
+        time.sleep(0.05)  # another process is writing it this moment
         return path.read_text().strip()
     except FileNotFoundError:
         import secrets

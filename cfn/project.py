@@ -208,7 +208,7 @@ class Project:
         its identity and token for the agents it spawns), the report is signed."""
         from cfn.coordination import results
 
-        own = agent_id == self.config.agent_id
+        own = agent_id == self.config.agent_id and self.config.agent_token
         return results.report(self.redis, task_id, agent_id, status=status,
                               confidence=confidence, result=result, ttl=self.key_ttl,
                               max_bytes=self.max_payload,

@@ -217,6 +217,8 @@ def test_a_sandboxed_agent_sees_its_workspace_and_nothing_of_the_trusted_side(cf
         "        return open(f'/proc/{pid}/environ', errors='replace').read()\n"
         "    except OSError:\n"
         "        return ''\n"
+        "import subprocess\n"
+        "subprocess.run(['umount', '.cfn'], capture_output=True)  # even as root: no caps\n"
         "pids = [p for p in os.listdir('/proc') if p.isdigit()]\n"
         "seen = {'state': os.listdir('.cfn') if os.path.isdir('.cfn') else None,\n"
         "        'pids': len(pids), 'home': os.listdir(os.environ['HOME']),\n"

@@ -1,6 +1,7 @@
 """The CFN Loop end to end with scripted agents under real supervisors."""
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,11 +22,13 @@ PROCEED = {"*": {"decision": "PROCEED", "reason": "criteria met"}}
 def agents(project):
     """Write scripted profiles: agents(name=plan, ...)."""
     (project / "agents").mkdir(exist_ok=True)
+    # in the workspace: a sandboxed agent sees that, and not the tests' own directory
+    fake = shutil.copy(FAKE, project / "fake_agent.py")
 
     def write(**plans):
         for name, plan in plans.items():
             literal = json.dumps(plan).replace("{", "{{").replace("}", "}}")  # not placeholders
-            command = json.dumps([sys.executable, FAKE, literal])
+            command = json.dumps([sys.executable, str(fake), literal])
             (project / "agents" / f"{name}.toml").write_text(
                 f'id = "{name}"\nname = "{name}"\nkind = "scripted"\ntimeout = 60\n'
                 f"command = {command}\n")

@@ -73,13 +73,18 @@ def sandboxed(argv: list[str], *, workspace: Path, home: str, hidden: Iterable[P
     e.g. the Redis socket) bound, and its own PID namespace, so no other process (no
     supervisor, no other agent) and no /proc/PID/environ of theirs is visible. The network
     is shared: agents reach their provider and Redis."""
-    command = [bwrap(), "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--die-with-parent",
-               "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run"]
+    # no capabilities: even an agent of an operator running as root cannot unmount what
+    # covers the state directory, or mount anything
+    command = [bwrap(), "--cap-drop", "ALL", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+               "--die-with-parent", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+               "--tmpfs", "/run", "--ro-bind-try", "/run/systemd/resolve",
+               "/run/systemd/resolve"]  # where resolv.conf points on systemd-resolved hosts
     for path in SYSTEM_PATHS:
         command += ["--ro-bind-try", path, path]
     command += ["--tmpfs", home]  # before the binds: a workspace may live in the home
     for path in readable:
-        command += ["--ro-bind-try", str(path), str(path)]
+        if not Path(home).is_relative_to(path):  # never the whole home again
+            command += ["--ro-bind-try", str(path), str(path)]
     command += ["--bind", str(workspace), str(workspace)]
     for path in hidden:
         command += ["--tmpfs", str(path)]
@@ -91,10 +96,11 @@ def sandboxed(argv: list[str], *, workspace: Path, home: str, hidden: Iterable[P
 
 
 def python_paths() -> list[Path]:
-    """Where this Python and cfn live, so that agents can run `cfn` and the skills."""
+    """Where this Python and cfn's packages live, so that agents can run `cfn` and the
+    skills; only the packages, never the tree around them (a checkout holds a .cfn/)."""
     import sys
+    from importlib.resources import files
 
-    import cfn
-
+    packages = ("cfn", "cfn._agents", "cfn._skills", "cfn._migrations", "cfn._worktree")
     return sorted({Path(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)} |
-                  {Path(cfn.__file__).resolve().parent.parent})
+                  {Path(str(files(package))).resolve() for package in packages})

@@ -52,7 +52,8 @@ def mark_lost(project: Project, row: dict) -> None:
               "task_id": row["task_id"], "error": "supervisor died; agent state unknown"}
     completion.signal_completion(project.redis, row["task_id"], row["agent_id"],
                                  status="failure", payload=json.dumps(record),
-                                 ttl=project.key_ttl, max_bytes=project.max_payload)
+                                 phase=row["phase"], ttl=project.key_ttl,
+                                 max_bytes=project.max_payload)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ secrets included, on a pipe; `spawn` returns as soon as it is on its way.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING
 from cfn import keys, routing, tokens, validate
 from cfn.agents import profiles, runs, runtimes
 from cfn.agents.runtimes import RUNTIMES
-from cfn.config import Config
+from cfn.config import Config, mask_url, without_credentials
 from cfn.coordination import agents as agent_state
 from cfn.errors import InvalidInput
 from cfn.ids import validate_id
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
     import redis
 
     from cfn.project import Project
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -150,7 +153,23 @@ def _start(project: Project, request: SpawnRequest, profile: profiles.Profile,
            workspace: Path, route: routing.Route, provider: str | None, secret: str) -> Spawned:
     config, r = project.config, project.redis
     acl_user = agent_state.create_user(r, request.task_id, request.agent_id) \
-        if config.agent_acl != "off" else None
+        if config.agent_acl else None
+    if acl_user and agent_state.lets_anyone_in(project.redis_url):
+        log.warning("cfn: Redis at %s lets anyone in without a password (its default user), so "
+                    "agents can step around their ACL users; give it a password "
+                    "(docs/security.md)", mask_url(project.redis_url))
+    try:
+        return _launch(project, request, profile, workspace, route, provider, secret, acl_user)
+    except BaseException:
+        if acl_user:
+            agent_state.delete_user(r, acl_user.username)
+        raise
+
+
+def _launch(project: Project, request: SpawnRequest, profile: profiles.Profile,
+            workspace: Path, route: routing.Route, provider: str | None, secret: str,
+            acl_user: agent_state.RedisUser | None) -> Spawned:
+    config, r = project.config, project.redis
     log_dir = config.home / "agents" / request.task_id
     log_dir.mkdir(parents=True, exist_ok=True)
     model = routing.model_for(provider, profile.provider, profile.model, config.providers) \
@@ -248,19 +267,11 @@ def _agent_redis_url(url: str, runtime: str, sandbox: bool,
             f"Redis at {mask_url(url)} listens on this machine's loopback, which {runtime} "
             "agents on their own network cannot reach: use the embedded Redis (its socket is "
             "mounted in), a Redis on the agents' network (--network), or --network host")
-    url = _without_credentials(url)  # the agent connects as its own ACL user
+    url = without_credentials(url)  # the agent connects as its own ACL user
     if (runtime == "process" and not sandbox) or not url.startswith("unix://"):
         return url, {}
     socket_path = Path(url[len("unix://"):])
     return "unix:///run/cfn/redis.sock", {str(socket_path): "/run/cfn/redis.sock"}
-
-
-def _without_credentials(url: str) -> str:
-    """`url` without a user name or password (an operator's URL may carry the admin's)."""
-    from urllib.parse import urlsplit
-
-    netloc = urlsplit(url).netloc
-    return url.replace(netloc, netloc.rsplit("@", 1)[1], 1) if "@" in netloc else url
 
 
 def _on_loopback(url: str) -> bool:

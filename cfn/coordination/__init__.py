@@ -1,5 +1,5 @@
 """The coordination primitives: context, signals, results, completion, locks.
 
-Every function takes a connected redis client (see cfn.backend.session) and
+Every function takes a connected redis client (cfn.Project.redis, or any redis-py client) and
 validates its input before it writes anything.
 """

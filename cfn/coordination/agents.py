@@ -85,6 +85,23 @@ def create_user(r: redis.Redis, task_id: str, agent_id: str) -> RedisUser:
     return user
 
 
+def lets_anyone_in(url: str) -> bool:
+    """True if a client with no credentials is served at `url` (the default user is on
+    with no password): then per-agent ACL users protect nothing."""
+    import redis
+
+    from cfn.config import without_credentials
+
+    client = redis.Redis.from_url(without_credentials(url), socket_connect_timeout=2,
+                                  socket_timeout=2, driver_info=None)
+    try:
+        return bool(client.ping())
+    except redis.exceptions.RedisError:
+        return False
+    finally:
+        client.close()
+
+
 def has_read_selectors(r: redis.Redis) -> bool:
     """Redis 7 (and Valkey) ACLs can grant read-only key patterns (%R~); 6.2 cannot."""
     version = str(r.info("server").get("redis_version", "0"))

@@ -74,6 +74,7 @@ def manifests(request: RunRequest, namespace: str = "default", redact: bool = Fa
                 "metadata": {"labels": dict(labels)},
                 "spec": {
                     "restartPolicy": "Never",
+                    "automountServiceAccountToken": False,  # agents get no cluster rights
                     "containers": [container],
                     "volumes": [{"name": volume, "hostPath": {"path": host, "type": kind}}
                                 for volume, host, _, kind, _ in host_paths],
@@ -81,8 +82,7 @@ def manifests(request: RunRequest, namespace: str = "default", redact: bool = Fa
             },
         },
     }
-    owner = {"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": job_uid,
-             "blockOwnerDeletion": True}
+    owner = {"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": job_uid}
     secret_doc = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
                   "metadata": {"name": name, "namespace": namespace, "labels": dict(labels),
                                "ownerReferences": [owner]},
@@ -192,7 +192,12 @@ def start(request: RunRequest) -> KubernetesRun:
     _, job = manifests(request, namespace)
     batch = client.BatchV1Api()
     created = batch.create_namespaced_job(namespace, job)
-    secret, _ = manifests(request, namespace, job_uid=created.metadata.uid)
-    client.CoreV1Api().create_namespaced_secret(namespace, secret)
-    batch.patch_namespaced_job(job["metadata"]["name"], namespace, {"spec": {"suspend": False}})
-    return KubernetesRun(job["metadata"]["name"], namespace, str(request.log_path))
+    run = KubernetesRun(job["metadata"]["name"], namespace, str(request.log_path))
+    try:
+        secret, _ = manifests(request, namespace, job_uid=created.metadata.uid)
+        client.CoreV1Api().create_namespaced_secret(namespace, secret)
+        batch.patch_namespaced_job(run.name, namespace, {"spec": {"suspend": False}})
+    except BaseException:
+        run.cleanup()  # a suspended Job would never finish, nor its TTL run out
+        raise
+    return run
