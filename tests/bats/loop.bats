@@ -10,6 +10,7 @@ setup_file() {
   start_redis
   export WORK="$BATS_FILE_TMPDIR/work"
   mkdir -p "$WORK/agents"
+  touch "$WORK/a.txt"  # the implementers' deliverable: the loop checks it exists
   for role in impl rev po; do
     case $role in
       impl) say='{"confidence": 0.9, "deliverables": ["a.txt"]}' ;;

@@ -1,4 +1,5 @@
 #!/usr/bin/env bats
+bats_require_minimum_version 1.5.0
 # skills/cfn-agent-spawning/spawn-agent.sh against a real redis-server and real supervisors.
 
 SKILL="$BATS_TEST_DIRNAME/../../skills/cfn-agent-spawning/spawn-agent.sh"
@@ -17,7 +18,7 @@ teardown_file() {
 
 @test "spawn-agent.sh runs a scripted agent and the task sees its completion" {
   cd "$WORK"
-  run "$SKILL" tests-1 T1 --profile script --json -- sh -c 'echo "{\"confidence\": 0.9}"'
+  run --separate-stderr "$SKILL" tests-1 T1 --profile script --json -- sh -c 'echo "{\"confidence\": 0.9}"'
   [ "$status" -eq 0 ]
   echo "$output" | jq -e '.agent_id == "tests-1" and .run_id > 0'
   run cfn agents wait --task-id T1 --timeout 60 --json
