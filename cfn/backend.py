@@ -27,7 +27,9 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Target:
-    """Where and how to connect: the URLs to try in order, and the policy."""
+    """Where and how to connect: the URLs to try in order, and the policy. `username` and
+    `password` are the configured ones; a URL carrying its own (the embedded server's
+    admin) keeps them, so a fallback is never sent another server's password."""
 
     urls: tuple[str, ...]
     username: str | None = None
@@ -41,11 +43,8 @@ class Target:
         configured) followed by the fallback."""
         fallback = (str(config.redis_fallback_1),) if config.redis_fallback_1 else ()
         policy = float(config.connect_timeout), int(config.retries)
-        if config.redis_url:
-            return cls((str(config.redis_url), *fallback), config.redis_username,
-                       config.redis_password, *policy)
-        return cls((embedded.ensure_running(config.home), *fallback), embedded.ADMIN_USER,
-                   embedded.admin_password(config.home), *policy)
+        primary = str(config.redis_url) if config.redis_url else embedded.admin_url(config.home)
+        return cls((primary, *fallback), config.redis_username, config.redis_password, *policy)
 
     def preferring(self, url: str) -> Target:
         """The same target, trying `url` first (the one a spawner actually reached)."""
@@ -94,7 +93,7 @@ def connect(target: Target) -> tuple[redis.Redis, str]:
             client.close()
             last = index + 1 == len(target.urls)
             if isinstance(exc, AuthenticationError) and \
-                    target.username == embedded.ADMIN_USER and url == target.urls[0]:
+                    url.startswith(f"unix://{embedded.ADMIN_USER}:"):
                 raise BackendUnavailable(
                     f"the embedded Redis at {mask_url(url)} refused cfn's admin user: it was "
                     "started by an older cfn; run `cfn redis stop` (its data stays) and try "

