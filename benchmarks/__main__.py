@@ -18,7 +18,7 @@ HERE = Path(__file__).resolve().parent
 RUNS = {  # benchmark -> (full arguments, --quick arguments)
     "coordination.py": (["--samples", "200", "--poll-samples", "10", "--runs", "20"],
                         ["--samples", "50", "--poll-samples", "3", "--runs", "5",
-                         "--waiters", "1", "20"]),
+                         "--waiters", "1", "20", "--reports", "10", "100"]),
     "agents.py": (["--samples", "10", "--agents", "100"], ["--samples", "3", "--agents", "10"]),
     "loop.py": (["--rounds", "2", "--agents", "5", "20", "50"],
                 ["--rounds", "1", "--agents", "5"]),

@@ -5,7 +5,9 @@
 (b) whole-process time of `cfn signal send` against `redis-cli LPUSH`, with the
     pieces that make up cfn's cost (interpreter, imports) measured alongside;
 (c) N whole-process waiters woken together (1 and 100): from the send to the last
-    waiter's exit, `cfn signal wait` against `redis-cli BLPOP`.
+    waiter's exit, `cfn signal wait` against `redis-cli BLPOP`;
+(d) collecting 10, 100 and 1,000 reports: `cfn collect-results` as a whole process (it
+    also records them in SQLite) against `redis-cli XRANGE` reading the same stream.
 
 Run: python benchmarks/coordination.py [--samples N]
 """
@@ -110,6 +112,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20, help="process runs per command")
     parser.add_argument("--waiters", type=int, nargs="*", default=[1, 100],
                         help="how many waiting processes to wake together")
+    parser.add_argument("--reports", type=int, nargs="*", default=[10, 100, 1000],
+                        help="how many reports to collect")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -118,6 +122,7 @@ def main() -> None:
             report_wake(sock, args)
             report_process(sock, args.runs)
             report_waiters(sock, args.waiters)
+            report_collect(sock, args.reports)
         finally:
             proc.terminate()
 
@@ -191,6 +196,29 @@ def report_waiters(sock: Path, counts: list[int]) -> None:
         theirs = woken_together_ms(sock, lambda: cli_wait, count, client)
         print(f"    {count:4d} waiters                          {ours:8.1f}   {theirs:10.1f}"
               f"   {ours / theirs:5.1f}x")
+
+
+def report_collect(sock: Path, counts: list[int]) -> None:
+    from cfn.coordination import results
+
+    client = redis.Redis(unix_socket_path=str(sock), decode_responses=True)
+    redis_cli = shutil.which("redis-cli") or str(
+        Path(embedded.server_binary()).with_name("redis-cli"))
+    print("(d) collecting N reports, whole process     cfn ms   redis-cli ms   ratio")
+    with tempfile.TemporaryDirectory() as home:
+        env = {**os.environ, "REDIS_URL": f"unix://{sock}", "CFN_HOME": home}
+        for count in counts:
+            task = f"collect-{count}"
+            for i in range(count):
+                results.report(client, task, f"a{i}", confidence=0.9, result={"i": i},
+                               ttl=600, max_bytes=1 << 20)
+            ours = process_ms([*cfn_command(), "collect-results", "--task-id", task,
+                               "--expected", str(count), "--threshold", "1", "--timeout", "0",
+                               "--json"], 5, env)
+            theirs = process_ms([redis_cli, "-s", str(sock), "XRANGE",
+                                 f"coord:{{{task}}}:results", "-", "+"], 5, env)
+            print(f"    {count:5d} reports                        {ours:8.1f}   {theirs:10.1f}"
+                  f"   {ours / theirs:5.1f}x")
 
 
 if __name__ == "__main__":
