@@ -20,26 +20,26 @@ from cfn.ids import validate_id
 from cfn.loop.store import ensure_task
 
 if TYPE_CHECKING:
+    import sqlite3
+
     import redis
     from sqlite_utils import Database
 
 
-def record_results(db: Database, collection: Collection) -> int:
+def record_results(db: Database | sqlite3.Connection, collection: Collection) -> int:
     """Store each collected report once (keyed by its stream entry); returns how many were new."""
     with immediate(db):
         ensure_task(db, collection.task_id)
-        before = db.conn.total_changes
-        for rep in collection.results:
-            db.execute(
-                "INSERT OR IGNORE INTO results (task_id, agent_id, entry_id, status, confidence,"
-                " result, reported_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [collection.task_id, rep.agent_id, rep.entry_id, rep.status, rep.confidence,
-                 None if rep.result is None else json.dumps(rep.result), rep.reported_at],
-            )
-        return db.conn.total_changes - before
+        return sum(db.execute(
+            "INSERT OR IGNORE INTO results (task_id, agent_id, entry_id, status, confidence,"
+            " result, reported_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [collection.task_id, rep.agent_id, rep.entry_id, rep.status, rep.confidence,
+             None if rep.result is None else json.dumps(rep.result), rep.reported_at],
+        ).rowcount for rep in collection.results)
 
 
-def decide(r: redis.Redis, db: Database, decision: Decision, *, ttl: int) -> Decision:
+def decide(r: redis.Redis, db: Database | sqlite3.Connection, decision: Decision, *,
+           ttl: int) -> Decision:
     """Record the decision, then make it the task's latest in Redis; returns it stamped
     with the time it was made."""
     made = replace(decision, decided_at=decision.decided_at or time.time())

@@ -151,12 +151,12 @@ class Project:
 
     @property
     def sqlite(self) -> sqlite3.Connection:
-        """A plain sqlite3 connection to the database, for processes that only record
-        (supervisors): no sqlite-utils import, no migration check."""
+        """The same database, migrated, as a plain sqlite3 connection: for work that only
+        records (supervisors, collecting, deciding), without sqlite-utils' import."""
         if self._sqlite is None:
-            from cfn.db import connect_raw, db_path
+            from cfn.db import open_plain
 
-            self._sqlite = connect_raw(db_path(self.home))
+            self._sqlite = open_plain(self.home)
         return self._sqlite
 
     # --- coordination ---------------------------------------------------------------------
@@ -224,7 +224,7 @@ class Project:
 
         collected = results.collect(self.redis, task_id, expected=expected,
                                     threshold=threshold, timeout=timeout)
-        history.record_results(self.db, collected)
+        history.record_results(self.sqlite, collected)
         return collected
 
     @_backend_errors
@@ -269,7 +269,7 @@ class Project:
         """Record a product-owner decision durably, then publish it as the task's latest."""
         from cfn import history
 
-        return history.decide(self.redis, self.db, decision, ttl=self.key_ttl)
+        return history.decide(self.redis, self.sqlite, decision, ttl=self.key_ttl)
 
     @_backend_errors
     def latest_decision(self, task_id: str) -> Decision | None:

@@ -1,4 +1,6 @@
 import json
+import subprocess
+import sys
 import threading
 import time
 
@@ -120,3 +122,16 @@ def test_cli_collect_timeout_exits_3_and_prints_what_it_has(cfn):
     assert got.returncode == 3
     doc = json.loads(got.stdout)
     assert doc["timed_out"] and doc["count"] == 1 and doc["results"][0]["agent_id"] == "a1"
+
+
+def test_collecting_records_without_importing_sqlite_utils(cfn, r, env, project):
+    """Commands that only record use a plain sqlite3 connection: sqlite-utils' import alone
+    costs more than 100 ms a call."""
+    results.report(r, "T9", "a1", confidence=0.8, ttl=60, max_bytes=1024)
+    got = subprocess.run([sys.executable, "-X", "importtime", "-m", "cfn", "collect-results",
+                          "--task-id", "T9", "--expected", "1", "--threshold", "1",
+                          "--timeout", "0"], cwd=project, env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert got.returncode == 0, got.stderr
+    assert "sqlite_utils" not in got.stderr and "| cfn.history" in got.stderr
+    assert json.loads(cfn("history", "T9", "--json").stdout)["results"][0]["agent_id"] == "a1"

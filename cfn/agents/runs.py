@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cfn.db import immediate
+from cfn.db import immediate, rows
 from cfn.ids import validate_id
 from cfn.loop.store import ensure_task
 
@@ -21,12 +21,6 @@ if TYPE_CHECKING:
 
 LIVE = ("starting", "running")
 _NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
-
-
-def _rows(db, sql: str, args: list) -> list[dict]:
-    cursor = db.execute(sql, args)
-    names = [column[0] for column in cursor.description]
-    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
 def start(db: Database | sqlite3.Connection, *, task_id: str, agent_id: str, agent_type: str,
@@ -85,11 +79,11 @@ def retry(db: Database | sqlite3.Connection, run_id: int, *, provider: str, mode
 def listing(db, task_id: str | None = None, latest_only: bool = True) -> list[dict]:
     """Agent runs, oldest first (only each agent's latest run by default)."""
     where, args = ("WHERE task_id = ?", [validate_id(task_id, "task ID")]) if task_id else ("", [])
-    rows = _rows(db, f"SELECT * FROM agents {where} ORDER BY id", args)
+    found = rows(db, f"SELECT * FROM agents {where} ORDER BY id", args)
     if latest_only:
-        latest = {(row["task_id"], row["agent_id"]): row for row in rows}
-        rows = sorted(latest.values(), key=lambda row: row["id"])
-    return rows
+        latest = {(row["task_id"], row["agent_id"]): row for row in found}
+        found = sorted(latest.values(), key=lambda row: row["id"])
+    return found
 
 
 def latest(db, task_id: str, agent_id: str, iteration: int | None = None) -> dict | None:
@@ -97,7 +91,7 @@ def latest(db, task_id: str, agent_id: str, iteration: int | None = None) -> dic
     sql, args = "SELECT * FROM agents WHERE task_id = ? AND agent_id = ?", [task_id, agent_id]
     if iteration is not None:
         sql, args = sql + " AND iteration = ?", [*args, iteration]
-    return next(iter(_rows(db, sql + " ORDER BY id DESC LIMIT 1", args)), None)
+    return next(iter(rows(db, sql + " ORDER BY id DESC LIMIT 1", args)), None)
 
 
 def total_cost(db, task_id: str) -> float:

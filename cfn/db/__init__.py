@@ -47,19 +47,29 @@ def connect(path: Path) -> Database:
     """Open (creating if needed) a database in WAL mode, without migrating it."""
     from sqlite_utils import Database
 
-    db = Database(connect_raw(path), execute_plugins=False)
-    if db.journal_mode != "wal":
-        _enable_wal(db, path)
-    return db
+    return Database(_in_wal(connect_raw(path), path), execute_plugins=False)
 
 
-def _enable_wal(db: Database, path: Path) -> None:
-    """Switch a new database to WAL, one process at a time: the switch needs the database
-    to itself and fails at once (no busy wait) when another process is opening it too."""
-    with open(path.with_name(path.name + ".init-lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if db.journal_mode != "wal":
-            db.enable_wal()
+def _in_wal(conn: sqlite3.Connection, path: Path) -> sqlite3.Connection:
+    """The connection, its database switched to WAL if it is new. One process at a time:
+    the switch needs the database to itself and fails at once (no busy wait) when another
+    process is opening it too."""
+    def mode() -> str:
+        return conn.execute("PRAGMA journal_mode").fetchone()[0]
+
+    if mode() != "wal":
+        with open(path.with_name(path.name + ".init-lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if mode() != "wal":
+                conn.execute("PRAGMA journal_mode = wal")
+    return conn
+
+
+def rows(db: Database | sqlite3.Connection, sql: str, args: list | tuple = ()) -> list[dict]:
+    """Query results as dicts, on a sqlite-utils Database or a plain connection alike."""
+    cursor = db.execute(sql, args)
+    names = [column[0] for column in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
 def open_db(home: Path) -> Database:
@@ -69,6 +79,17 @@ def open_db(home: Path) -> Database:
     db = connect(db_path(home))
     migrate.migrate(db)
     return db
+
+
+def open_plain(home: Path) -> sqlite3.Connection:
+    """The same database, migrated, as a plain sqlite3 connection: for commands that only
+    record (sqlite-utils' import alone costs more than 100 ms)."""
+    from cfn.db import migrate
+
+    path = db_path(home)
+    conn = _in_wal(connect_raw(path), path)
+    migrate.migrate(conn)
+    return conn
 
 
 @contextmanager

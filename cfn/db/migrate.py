@@ -15,10 +15,12 @@ import sqlite3
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sqlite_utils import Database
+from cfn.db import immediate, rows
 
-from cfn.db import immediate
+if TYPE_CHECKING:
+    from sqlite_utils import Database
 from cfn.errors import InvalidInput
 
 _FILE = re.compile(r"(\d{4})_([a-z0-9_]+)\.sql")
@@ -96,7 +98,7 @@ def _strip_comments(sql: str) -> str:
 def applied(db: Database) -> dict[int, dict]:
     """Recorded migrations by version."""
     db.execute(_RECORDS)
-    return {row["version"]: row for row in db.query("SELECT * FROM cfn_migrations")}
+    return {row["version"]: row for row in rows(db, "SELECT * FROM cfn_migrations")}
 
 
 def current_version(db: Database) -> int:
