@@ -142,27 +142,19 @@ def spawn(project: Project, request: SpawnRequest) -> Spawned:
     if not agent_state.claim(r, request.task_id, request.agent_id, os.getpid()):
         raise InvalidInput(f"agent {request.agent_id} of task {request.task_id} is already "
                            "running; stop it first or use another agent ID")
-    try:
-        return _start(project, request, profile, workspace, route, provider, secret)
-    except BaseException:
-        agent_state.unclaim(r, request.task_id, request.agent_id)
-        raise
-
-
-def _start(project: Project, request: SpawnRequest, profile: profiles.Profile,
-           workspace: Path, route: routing.Route, provider: str | None, secret: str) -> Spawned:
-    config, r = project.config, project.redis
-    acl_user = agent_state.create_user(r, request.task_id, request.agent_id) \
-        if config.agent_acl else None
-    if acl_user and agent_state.lets_anyone_in(project.redis_url):
-        log.warning("cfn: Redis at %s lets anyone in without a password (its default user), so "
-                    "agents can step around their ACL users; give it a password "
-                    "(docs/security.md)", mask_url(project.redis_url))
-    try:
+    acl_user = None
+    try:  # whatever fails from here, the claim and the agent's Redis user go with it
+        if config.agent_acl:
+            acl_user = agent_state.create_user(r, request.task_id, request.agent_id)
+            if agent_state.lets_anyone_in(project.redis_url):
+                log.warning("cfn: Redis at %s lets anyone in without a password (its default "
+                            "user), so agents can step around their ACL users; give it a "
+                            "password (docs/security.md)", mask_url(project.redis_url))
         return _launch(project, request, profile, workspace, route, provider, secret, acl_user)
     except BaseException:
         if acl_user:
             agent_state.delete_user(r, acl_user.username)
+        agent_state.unclaim(r, request.task_id, request.agent_id)
         raise
 
 

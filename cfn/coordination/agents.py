@@ -7,6 +7,7 @@ spawners can never both launch it; the supervisor then keeps that key alive.
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
 import time
@@ -85,6 +86,7 @@ def create_user(r: redis.Redis, task_id: str, agent_id: str) -> RedisUser:
     return user
 
 
+@functools.lru_cache(maxsize=8)  # asked once per Redis and process, not once per spawn
 def lets_anyone_in(url: str) -> bool:
     """True if a client with no credentials is served at `url` (the default user is on
     with no password): then per-agent ACL users protect nothing."""
