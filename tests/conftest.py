@@ -28,6 +28,8 @@ def isolated_environment(monkeypatch):
     for name in list(os.environ):
         if name.startswith(_CALLER_VARS):
             monkeypatch.delenv(name)
+    # the supervisors that tests start leave soon after their last agent
+    monkeypatch.setenv("CFN_SUPERVISOR_IDLE_S", "5")
 
 
 def redis_tool(name: str) -> str:

@@ -181,7 +181,7 @@ def test_no_api_key_in_ps_or_logs(cfn, r, project):
     assert json.loads(got.stdout)["provider"] == "zai"
     heartbeat(r, "T1", "sleeper-1")
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    assert "sleep 4" in ps and key not in ps
+    assert "sleep 4" in ps and key not in ps, ps
     wait(cfn, "T1", env=env)
     for path in (project / ".cfn").rglob("*"):
         if path.is_file() and path.suffix in (".log", ".supervisor", ".db", ".conf"):

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 import pytest
 
-from cfn.cli import COMMANDS, cli
+from cfn.cli.app import COMMANDS, cli
 
 PACKAGE = Path(__file__).resolve().parent.parent / "cfn"
 

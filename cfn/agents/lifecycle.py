@@ -8,8 +8,6 @@ and `wait` reports it failed within seconds instead of waiting for a timeout.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,7 +24,7 @@ if TYPE_CHECKING:
     from cfn.project import Project
 
 
-def _is_lost(project: Project, row: dict) -> bool:
+def is_lost(project: Project, row: dict) -> bool:
     """A live-looking run whose supervisor no longer beats."""
     if row["status"] not in runs.LIVE or \
             agent_state.heartbeat(project.redis, row["task_id"], row["agent_id"]):
@@ -38,16 +36,19 @@ def _is_lost(project: Project, row: dict) -> bool:
 def with_liveness(project: Project, rows: list[dict]) -> list[dict]:
     """Rows with status `lost` where the supervisor died; records it too."""
     for row in rows:
-        if _is_lost(project, row):
+        if is_lost(project, row):
             mark_lost(project, row)
             row["status"] = "lost"
     return rows
 
 
 def mark_lost(project: Project, row: dict) -> None:
-    """Record a run whose supervisor died as failed, in SQLite and in the completion stream."""
-    runs.finish(project.db, row["id"], status="lost", exit_code=None, confidence=None,
+    """Record a run whose supervisor died as failed, in SQLite and in the completion stream,
+    and remove its Redis user (its agent died with the supervisor)."""
+    runs.finish(project.sqlite, row["id"], status="lost", exit_code=None, confidence=None,
                 handle=row["handle"])
+    if row.get("acl_user"):
+        agent_state.delete_user(project.redis, row["acl_user"])
     record = {"status": "lost", "run_id": row["id"], "agent_id": row["agent_id"],
               "task_id": row["task_id"], "error": "supervisor died; agent state unknown"}
     completion.signal_completion(project.redis, row["task_id"], row["agent_id"],
@@ -96,7 +97,7 @@ def wait(project: Project, task_id: str, run_ids: dict[str, int], *, timeout: fl
             return Waited(done, False)
         for agent in pending:
             row = runs.latest(project.db, task_id, agent)
-            if row and _is_lost(project, row):
+            if row and is_lost(project, row):
                 mark_lost(project, row)  # its completion record arrives on the next read
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -114,18 +115,16 @@ def _record(fields: dict[str, str]) -> dict:
 
 
 def stop(project: Project, task_id: str, agent_id: str | None = None) -> list[str]:
-    """Ask the supervisors of running agents to stop them; returns the agents asked."""
+    """Ask the supervisor to stop running agents; returns the agents asked."""
+    from cfn.agents import supervision
+
     asked = []
     for row in runs.listing(project.db, task_id):
         if agent_id and row["agent_id"] != agent_id:
             continue
-        beat = agent_state.heartbeat(project.redis, task_id, row["agent_id"])
-        if row["status"] in runs.LIVE and beat and beat.get("supervisor_pid"):
-            try:
-                os.kill(beat["supervisor_pid"], signal.SIGTERM)
-                asked.append(row["agent_id"])
-            except ProcessLookupError:
-                pass
+        if row["status"] in runs.LIVE and \
+                supervision.stop(project.home, task_id, row["agent_id"]):
+            asked.append(row["agent_id"])
     if agent_id and not asked:
         raise NegativeOutcome(f"agent {agent_id} of task {task_id} is not running")
     return asked

@@ -25,15 +25,17 @@ _NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
 
 def start(db: Database | sqlite3.Connection, *, task_id: str, agent_id: str, agent_type: str,
           runtime: str, provider: str | None, model: str | None, log_dir: Path,
-          iteration: int | None = None, phase: str | None = None) -> tuple[int, Path]:
+          iteration: int | None = None, phase: str | None = None,
+          acl_user: str | None = None) -> tuple[int, Path]:
     """Record a run that is starting, with its log path; returns (run ID, log path)."""
     with immediate(db):
         ensure_task(db, task_id)
         run_id = db.execute(
             "INSERT INTO agents (task_id, agent_id, agent_type, iteration, phase, runtime,"
-            f" provider, model, status, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'starting',"
-            f" {_NOW})",
-            [task_id, agent_id, agent_type, iteration, phase, runtime, provider, model],
+            " provider, model, acl_user, status, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?,"
+            f" ?, 'starting', {_NOW})",
+            [task_id, agent_id, agent_type, iteration, phase, runtime, provider, model,
+             acl_user],
         ).lastrowid
         log_path = log_dir / f"{agent_id}-{run_id}.log"
         db.execute("UPDATE agents SET log_path = ? WHERE id = ?", [str(log_path), run_id])
@@ -69,8 +71,9 @@ def retry(db: Database | sqlite3.Connection, run_id: int, *, provider: str, mode
     with immediate(db):
         return db.execute(
             "INSERT INTO agents (task_id, agent_id, agent_type, iteration, phase, runtime,"
-            " provider, model, status, log_path, started_at) SELECT task_id, agent_id,"
-            f" agent_type, iteration, phase, runtime, ?, ?, 'starting', log_path, {_NOW}"
+            " provider, model, acl_user, status, log_path, started_at) SELECT task_id,"
+            " agent_id, agent_type, iteration, phase, runtime, ?, ?, acl_user, 'starting',"
+            f" log_path, {_NOW}"
             " FROM agents WHERE id = ?",
             [provider, model, run_id],
         ).lastrowid
@@ -84,6 +87,11 @@ def listing(db, task_id: str | None = None, latest_only: bool = True) -> list[di
         latest = {(row["task_id"], row["agent_id"]): row for row in found}
         found = sorted(latest.values(), key=lambda row: row["id"])
     return found
+
+
+def live(db) -> list[dict]:
+    """Every run still marked starting or running."""
+    return rows(db, "SELECT * FROM agents WHERE status IN (?, ?) ORDER BY id", list(LIVE))
 
 
 def latest(db, task_id: str, agent_id: str, iteration: int | None = None) -> dict | None:

@@ -1,24 +1,25 @@
-"""Spawning: validate, route, give the agent its credentials, and hand it to a supervisor.
+"""Spawning: validate, route, give the agent its credentials, and hand it to the project's
+supervisor.
 
 Everything that can be wrong with a request is checked before anything is
-written or started. The supervisor is a detached process that gets its spec,
-secrets included, on a pipe; `spawn` returns as soon as it is on its way.
+written or started. The supervisor is a long-lived process per project
+(cfn.agents.supervisor) that gets the agent's spec, secrets included, on its private unix
+socket; `spawn` returns as soon as the supervisor has taken it.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
-import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cfn import keys, routing, tokens, validate
-from cfn.agents import profiles, runs, runtimes
+from cfn.agents import profiles, runs, runtimes, supervision
 from cfn.agents.runtimes import RUNTIMES
 from cfn.config import Config, mask_url, without_credentials
 from cfn.coordination import agents as agent_state
@@ -134,7 +135,7 @@ def spawn(project: Project, request: SpawnRequest) -> Spawned:
         _agent_redis_url(url, request.runtime, bool(config.agent_sandbox),
                          request.network or config.agent_network)
     runtimes.check(request.runtime, request.image or config.agent_image,
-                   bool(config.agent_sandbox))
+                   bool(config.agent_sandbox), os.environ)
     r = project.redis
     route = _route(project, request, profile, lambda chain: agent_state.cooling(r, chain))
     provider = route.chain[0] if route.chain else None
@@ -147,15 +148,20 @@ def spawn(project: Project, request: SpawnRequest) -> Spawned:
         if config.agent_acl:
             acl_user = agent_state.create_user(r, request.task_id, request.agent_id)
             if agent_state.lets_anyone_in(project.redis_url):
-                log.warning("cfn: Redis at %s lets anyone in without a password (its default "
-                            "user), so agents can step around their ACL users; give it a "
-                            "password (docs/security.md)", mask_url(project.redis_url))
+                _warn_open_redis(project.redis_url)
         return _launch(project, request, profile, workspace, route, provider, secret, acl_user)
     except BaseException:
         if acl_user:
             agent_state.delete_user(r, acl_user.username)
         agent_state.unclaim(r, request.task_id, request.agent_id)
         raise
+
+
+@functools.lru_cache(maxsize=8)  # once per Redis and process
+def _warn_open_redis(url: str) -> None:
+    log.warning("cfn: Redis at %s lets anyone in without a password (its default user), so "
+                "agents can step around their ACL users; give it a password "
+                "(docs/security.md)", mask_url(url))
 
 
 def _launch(project: Project, request: SpawnRequest, profile: profiles.Profile,
@@ -169,12 +175,13 @@ def _launch(project: Project, request: SpawnRequest, profile: profiles.Profile,
     run_id, log_path = runs.start(
         project.db, task_id=request.task_id, agent_id=request.agent_id, agent_type=profile.id,
         runtime=request.runtime, provider=provider, model=model, log_dir=log_dir,
-        iteration=request.iteration, phase=request.phase)
+        iteration=request.iteration, phase=request.phase,
+        acl_user=acl_user.username if acl_user else None)
     spec = build_spec(config, request, profile, workspace, route, project.redis_url,
                       run_id=run_id, log_path=log_path, acl_user=acl_user, secret=secret,
                       spawned_at=_server_time(r))
     spec["target"] = project.target.preferring(project.redis_url).to_dict()
-    pid = _launch_supervisor(spec, workspace, log_dir / f"{request.agent_id}-{run_id}.supervisor")
+    pid = supervision.submit(config.home, spec)
     return Spawned(run_id, request.task_id, request.agent_id, profile.id, request.runtime,
                    provider, route.chain, pid, str(log_path), route.reasons)
 
@@ -182,7 +189,9 @@ def _launch(project: Project, request: SpawnRequest, profile: profiles.Profile,
 def build_spec(config: Config, request: SpawnRequest, profile: profiles.Profile,
                workspace: Path, route: routing.Route, redis_url: str, *, run_id: int,
                log_path: Path, acl_user, secret: str, spawned_at: float) -> dict:
-    """Everything a supervisor needs to run the agent (secrets included: it travels on a pipe)."""
+    """Everything the supervisor needs to run the agent (secrets included: it travels on the
+    supervisor's private socket), with the spawner's environment, where provider keys and
+    container engines are found."""
     timeout = float(request.timeout or profile.timeout)
     sandbox = request.runtime == "process" and bool(config.agent_sandbox)
     network = request.network or config.agent_network
@@ -219,14 +228,14 @@ def build_spec(config: Config, request: SpawnRequest, profile: profiles.Profile,
         "instructions": profile.instructions.strip(), "command": list(request.command),
         "chain": list(route.chain), "phase": request.phase, "config": config.to_dict(),
         "agent_env": agent_env, "acl_user": acl_user.username if acl_user else None,
-        "spawned_at": spawned_at,
+        "spawned_at": spawned_at, "environ": dict(os.environ),
     }
 
 
 def kubernetes_dry_run(project: Project, request: SpawnRequest) -> list[dict]:
     """The Secret and Job a kubernetes spawn would create, secrets redacted; starts nothing."""
     from cfn.agents.runtimes.kubernetes import manifests
-    from cfn.agents.supervisor import Supervisor
+    from cfn.agents.supervisor import AgentRun
 
     config = project.config
     profile, workspace = _check(request, config)
@@ -238,7 +247,7 @@ def kubernetes_dry_run(project: Project, request: SpawnRequest) -> list[dict]:
                       log_path=Path("/dev/null"),
                       acl_user=agent_state.RedisUser("<created-at-spawn>", "x"),
                       secret="x" * tokens.MIN_SECRET_BYTES, spawned_at=0.0)
-    run_request = Supervisor(spec).request(route.chain[0] if route.chain else None, 0)
+    run_request = AgentRun(spec, project).request(route.chain[0] if route.chain else None, 0)
     return manifests(run_request, redact=True)
 
 
@@ -277,15 +286,3 @@ def _on_loopback(url: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return host == "localhost"
-
-
-def _launch_supervisor(spec: dict, workspace: Path, stderr_path: Path) -> int:
-    with open(stderr_path, "ab") as stderr:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "cfn.agents.supervisor"], stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL, stderr=stderr, cwd=workspace, env=dict(os.environ),
-            start_new_session=True,  # outlives the spawning command
-        )
-    process.stdin.write(json.dumps(spec).encode())
-    process.stdin.close()
-    return process.pid

@@ -1,26 +1,44 @@
-"""The supervisor: one process per spawned agent, started by cfn.agents.spawn.
+"""The project's supervisor: one long-lived asyncio process that runs all of a project's agents.
 
-It reads its spec as JSON on stdin (secrets travel there, never in argv),
-starts the agent at once, then keeps a heartbeat in Redis, captures output to
-the agent's log, enforces the timeout, moves the agent to the next provider
-of its chain after a provider error, and on every exit writes a completion
-record: to SQLite first, then to the task's results and completion streams.
+Spawners hand it agents over a unix socket in the state directory (cfn.agents.supervision
+starts it on demand, like the embedded Redis). For each agent it starts the runtime at once,
+keeps its heartbeat in Redis, lets its output go straight to its log, enforces its timeout,
+moves it to the next provider of its chain after a provider error, and on every exit writes
+its completion record: to SQLite first, then to the task's results and completion streams.
 
-Run as: python -m cfn.agents.supervisor  (spec on stdin)
+One process for many agents is what lets a loop's cost stay flat as agents are added: an
+agent costs the supervisor a pidfd and a few objects, not an interpreter (20 MB and 200 ms
+of CPU each, when every agent had its own supervisor).
+
+Threads: the event loop starts processes and keeps time; every Redis and SQLite write goes
+through one `records` thread (SQLite wants one writer; the loop never blocks on I/O);
+container and kubernetes SDK calls block, so they run in the `runtimes` pool.
+
+Guarantees kept from one supervisor per agent:
+- agents outlive the spawning command (the supervisor is its own session);
+- a supervisor that dies is noticed: its heartbeats stop, waiters record its agents `lost`
+  within seconds, and the next supervisor records any still marked running;
+- no orphans: process agents die with their supervisor (cfn.agents.runtimes.process).
+
+Run as: python -m cfn.agents.supervisor --home STATE_DIR
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import contextlib
 import json
 import logging
 import os
 import signal
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from cfn import defaults, routing
-from cfn.agents import isolation, runs, runtimes
+from cfn.agents import isolation, runs, runtimes, supervision
 from cfn.agents import outcome as outcomes
 from cfn.agents.profiles import parse as parse_profile
 from cfn.backend import Target
@@ -32,27 +50,33 @@ from cfn.project import Project
 log = logging.getLogger("cfn.supervisor")
 
 
-class Supervisor:
-    def __init__(self, spec: dict):
-        self.spec = spec
-        self.profile = parse_profile(spec["profile"], spec["profile_source"])
-        self.stop_requested = False
-        # the spawner's project, connecting first to the Redis the spawner reached
-        target = Target.from_dict(spec["target"]) if "target" in spec else None
-        self.project = Project(Config.from_dict(spec["config"]), target=target)
+class AgentRun:
+    """One agent, from its spec to its completion record."""
 
-    # --- the agent ---------------------------------------------------------
+    def __init__(self, spec: dict, project: Project):
+        self.spec = spec
+        self.project = project
+        self.profile = parse_profile(spec["profile"], spec["profile_source"])
+        self.environ: dict[str, str] = spec.get("environ", {})
+        self.stopping = asyncio.Event()
+        self.beat: dict | None = None  # the heartbeat's content while the agent runs
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.spec["task_id"], self.spec["agent_id"]
+
+    # --- what the runtime is asked to run ---------------------------------------------
 
     def agent_env(self, provider: str | None) -> dict[str, str]:
         spec, config = self.spec, self.project.config
-        base = isolation.inherited(os.environ, config.agent_env) \
+        base = isolation.inherited(self.environ, config.agent_env) \
             if spec["runtime"] == "process" else {}
         base.update(spec["agent_env"])  # CFN_*, REDIS_* credentials, context
         base["PROVIDER"] = provider or ""  # the seed's name
         table = config.providers
         if provider is None:
             return routing.agent_env_without_credentials(base, table)
-        resolved = routing.resolve(table[provider], os.environ)
+        resolved = routing.resolve(table[provider], self.environ)
         env = routing.agent_env(resolved, self.model(provider), base, table)
         env["CLAUDE_CODE_MAX_RETRIES"] = str(self.profile.max_retries)
         if self.profile.max_tokens:
@@ -100,31 +124,61 @@ class Supervisor:
             sandbox=spec["sandbox"], hidden=tuple(spec["hidden"]),
             labels={"cfn.task": spec["task_id"], "cfn.agent": spec["agent_id"],
                     "cfn.run": str(run_id)},
+            host_env=self.environ,
         )
 
-    def attempt(self, provider: str | None, run_id: int) -> outcomes.Outcome:
-        run = runtimes.start(self.spec["runtime"], self.request(provider, run_id))
-        started = time.monotonic()
-        self.heartbeat(run_id, run.handle)
-        runs.mark_running(self.project.sqlite, run_id, run.handle)
-        try:
-            return self.watch(run, started)
-        finally:
-            run.cleanup()
+    # --- running it ----------------------------------------------------------------------
 
-    def watch(self, run, started: float) -> outcomes.Outcome:
-        deadline = started + self.spec["timeout"]
+    async def run(self, supervisor: Supervisor) -> None:
+        """Every attempt along the provider chain, then the completion record; whatever
+        breaks, the agent is reported."""
+        try:
+            provider, run_id, result = await self.attempts(supervisor)
+        except Exception as exc:  # noqa: BLE001 - the agent must be reported
+            log.error("cfn supervisor [%s]: %s: %s", self.spec["agent_id"],
+                      type(exc).__name__, exc)
+            provider, run_id = None, self.spec["run_id"]
+            result = outcomes.Outcome(status="failure", error=f"supervisor failed: {exc}")
+        self.beat = None
+        await supervisor.record(self.finish, run_id, provider, result)
+
+    async def attempts(self, supervisor: Supervisor
+                       ) -> tuple[str | None, int, outcomes.Outcome]:
+        chain = self.spec["chain"] or [None]
+        run_id = self.spec["run_id"]
+        for index, provider in enumerate(chain):
+            result = await self.attempt(supervisor, provider, run_id)
+            if result.provider_error and index + 1 < len(chain) and not self.stopping.is_set():
+                log.warning("cfn supervisor [%s]: provider %s failed (%s); moving to %s",
+                            self.spec["agent_id"], provider, result.provider_error,
+                            chain[index + 1])
+                run_id = await supervisor.record(self.next_provider, run_id, provider,
+                                                 chain[index + 1], result)
+                continue
+            break
+        if result.key_refused and provider:
+            result.error = self.key_problem(provider, result.error)
+        return provider, run_id, result
+
+    async def attempt(self, supervisor: Supervisor, provider: str | None,
+                      run_id: int) -> outcomes.Outcome:
+        request = self.request(provider, run_id)
+        run = await runtimes.start(self.spec["runtime"], request, supervisor.runtime_pool)
+        try:
+            self.beat = {"supervisor_pid": os.getpid(), "run_id": run_id, "handle": run.handle,
+                         "runtime": self.spec["runtime"]}
+            await supervisor.record(self.started, run_id, run.handle)
+            return await self.watch(run)
+        finally:
+            await run.cleanup()
+
+    async def watch(self, run: runtimes.Run) -> outcomes.Outcome:
+        deadline = time.monotonic() + self.spec["timeout"]
         forced = None
-        while True:
-            code = run.wait(min(defaults.HEARTBEAT_EVERY_S, max(0.0, deadline - time.monotonic())))
-            if code is not None:
-                break
-            if self.stop_requested or time.monotonic() >= deadline:
-                forced = "stopped" if self.stop_requested else "timeout"
-                run.kill()
-                code = run.wait(0)
-                break
-            self.heartbeat_refresh()
+        if (code := await self.exit_or_stop(run, deadline)) is None:
+            forced = "stopped" if self.stopping.is_set() else "timeout"
+            await run.kill()
+            code = await run.wait(0)
         result = outcomes.parse(outcomes.read_log_tail(self.spec["log_path"]), code)
         if forced:
             result.status, result.error = forced, (
@@ -134,39 +188,35 @@ class Supervisor:
             result.status, result.error = "killed", f"killed by signal {-code}"
         return result
 
-    # --- Redis ---------------------------------------------------------------------
+    async def exit_or_stop(self, run: runtimes.Run, deadline: float) -> int | None:
+        """The agent's exit code; None once it must be ended (timeout or stop request)."""
+        while not self.stopping.is_set() and (remaining := deadline - time.monotonic()) > 0:
+            exited = asyncio.ensure_future(run.wait(remaining))
+            stop = asyncio.ensure_future(self.stopping.wait())
+            await asyncio.wait({exited, stop}, return_when=asyncio.FIRST_COMPLETED)
+            stop.cancel()
+            if not exited.done():
+                exited.cancel()  # and let it unwind (it stops watching the agent's pidfd)
+                await asyncio.gather(exited, return_exceptions=True)
+                return None
+            if (code := exited.result()) is not None:
+                return code
+        return None
 
-    def heartbeat(self, run_id: int, handle: str) -> None:
-        self._beat = {"supervisor_pid": os.getpid(), "run_id": run_id, "handle": handle,
-                      "runtime": self.spec["runtime"]}
-        self.heartbeat_refresh()
+    # --- records (run in the supervisor's records thread) -------------------------------
 
-    def heartbeat_refresh(self) -> None:
-        agent_state.beat(self.project.redis, self.spec["task_id"], self.spec["agent_id"],
-                         self._beat)
+    def started(self, run_id: int, handle: str) -> None:
+        agent_state.beat(self.project.redis, *self.key, self.beat)
+        runs.mark_running(self.project.sqlite, run_id, handle)
 
-    # --- the whole run -------------------------------------------------------
-
-    def run(self) -> int:
-        chain = self.spec["chain"] or [None]
-        run_id = self.spec["run_id"]
-        for index, provider in enumerate(chain):
-            result = self.attempt(provider, run_id)
-            if result.provider_error and index + 1 < len(chain) and not self.stop_requested:
-                agent_state.cool_down(self.project.redis, provider)
-                runs.finish(self.project.sqlite, run_id, status="provider-error",
-                            exit_code=result.exit_code, confidence=None, handle=None)
-                log.warning("cfn supervisor [%s]: provider %s failed (%s); moving to %s",
-                            self.spec["agent_id"], provider, result.provider_error,
-                            chain[index + 1])
-                run_id = runs.retry(self.project.sqlite, run_id, provider=chain[index + 1],
-                                    model=self.model(chain[index + 1]))
-                continue
-            break
-        if result.key_refused and provider:
-            result.error = self.key_problem(provider, result.error)
-        self.finish(run_id, provider, result)
-        return 0 if result.status == "success" else 1
+    def next_provider(self, run_id: int, failed: str, provider: str,
+                      result: outcomes.Outcome) -> int:
+        """Record the failed attempt and start a run of the same agent on `provider`."""
+        agent_state.cool_down(self.project.redis, failed)
+        runs.finish(self.project.sqlite, run_id, status="provider-error",
+                    exit_code=result.exit_code, confidence=None, handle=None)
+        return runs.retry(self.project.sqlite, run_id, provider=provider,
+                          model=self.model(provider))
 
     def key_problem(self, provider: str, said: str | None) -> str:
         key_env = self.project.config.providers[provider].key_env or "the CLI's login"
@@ -175,7 +225,7 @@ class Supervisor:
 
     def finish(self, run_id: int, provider: str | None, result: outcomes.Outcome) -> None:
         """Record how the run ended: SQLite first, then the report (unless the agent made
-        its own) and the completion record together in Redis."""
+        its own) and the completion record together in Redis; then release the agent."""
         from cfn.coordination import results
 
         spec, project = self.spec, self.project
@@ -200,36 +250,192 @@ class Supervisor:
         agent_state.finish(project.redis, spec["task_id"], spec["agent_id"], status=status,
                            payload=json.dumps(record), phase=spec["phase"], report=report,
                            ttl=project.key_ttl, max_bytes=project.max_payload)
-        self.release()
+        if spec.get("acl_user"):
+            agent_state.delete_user(project.redis, spec["acl_user"])
+        agent_state.unclaim(project.redis, *self.key)
 
-    def release(self) -> None:
-        """Remove the agent's Redis user and heartbeat; safe to call twice."""
-        r = self.project.redis
-        if self.spec.get("acl_user"):
-            agent_state.delete_user(r, self.spec["acl_user"])
-        agent_state.unclaim(r, self.spec["task_id"], self.spec["agent_id"])
+
+class Supervisor:
+    """The project's agents, the socket spawners reach it on, and its heartbeat."""
+
+    def __init__(self, home: Path):
+        self.home = home
+        self.agents: dict[tuple[str, str], AgentRun] = {}
+        self.projects: dict[str, Project] = {}
+        self.requests = 0  # connections being served
+        self.records = ThreadPoolExecutor(1, thread_name_prefix="records")
+        self.runtime_pool = ThreadPoolExecutor(64, thread_name_prefix="runtime")
+        self.leaving = asyncio.Event()
+        self.idle_since = time.monotonic()
+
+    async def record(self, work, *args):
+        """Run Redis and SQLite work in the one records thread."""
+        return await asyncio.get_running_loop().run_in_executor(self.records, work, *args)
+
+    # --- requests ----------------------------------------------------------------------
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.requests += 1
+        try:
+            line = await reader.readline()
+            try:
+                answer = await self.answer(json.loads(line))
+            except Exception as exc:  # noqa: BLE001 - the spawner hears why
+                answer = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+            writer.write(json.dumps(answer).encode() + b"\n")
+            await writer.drain()
+        finally:
+            self.requests -= 1
+            self.idle_since = time.monotonic()
+            writer.close()
+
+    async def answer(self, message: dict) -> dict:
+        if message["op"] == "run":
+            spec = message["spec"]
+            if (spec["task_id"], spec["agent_id"]) in self.agents:
+                return {"ok": False, "error": "that agent is already running"}
+            self.adopt(spec, await self.project_for(spec))
+        elif message["op"] == "stop":
+            agent = self.agents.get((message["task_id"], message["agent_id"]))
+            if agent is None:
+                return {"ok": False, "error": "not running here"}
+            agent.stopping.set()
+        return {"ok": True, "pid": os.getpid()}
+
+    def adopt(self, spec: dict, project: Project) -> None:
+        agent = AgentRun(spec, project)
+        self.agents[agent.key] = agent
+        task = asyncio.ensure_future(agent.run(self))
+
+        def gone(task: asyncio.Task) -> None:
+            self.agents.pop(agent.key, None)
+            if not task.cancelled() and task.exception():  # its record could not be written
+                log.error("cfn supervisor [%s]: no record written: %s", agent.spec["agent_id"],
+                          task.exception())
+
+        task.add_done_callback(gone)
+
+    async def project_for(self, spec: dict) -> Project:
+        """The spawner's project, connecting first to the Redis the spawner reached; the first
+        time, its runs left `running` by a supervisor that died are recorded lost."""
+        key = json.dumps([spec["config"], spec.get("target")], sort_keys=True)
+        if key not in self.projects:
+            target = Target.from_dict(spec["target"]) if "target" in spec else None
+            project = Project(Config.from_dict(spec["config"]), target=target)
+            self.projects[key] = project
+            await self.record(_record_lost_runs, project)
+        return self.projects[key]
+
+    # --- upkeep ------------------------------------------------------------------------
+
+    async def heartbeats(self) -> None:
+        """Every agent's heartbeat, one pipeline per Redis, every HEARTBEAT_EVERY_S."""
+        while True:
+            await asyncio.sleep(defaults.HEARTBEAT_EVERY_S)
+            try:
+                await self.record(self._beat_all, list(self.agents.values()))
+            except Exception as exc:  # noqa: BLE001 - tried again on the next beat
+                log.warning("cfn supervisor: heartbeat failed: %s", exc)
+
+    @staticmethod
+    def _beat_all(agents: list[AgentRun]) -> None:
+        by_redis: dict[int, tuple] = {}
+        for agent in agents:
+            if agent.beat is not None:
+                r = agent.project.redis
+                by_redis.setdefault(id(r), (r, []))[1].append((*agent.key, agent.beat))
+        for r, beats in by_redis.values():
+            agent_state.beat_all(r, beats)
+
+    async def idle_watch(self, idle_s: float) -> None:
+        """Leave once nothing has run and no one has asked for `idle_s` seconds."""
+        while True:
+            await asyncio.sleep(min(idle_s, 1.0))
+            if self.agents or self.requests:
+                self.idle_since = time.monotonic()
+            elif time.monotonic() - self.idle_since >= idle_s:
+                self.leaving.set()
+                return
+
+    def stop_all(self) -> None:
+        """SIGTERM: stop every agent (each still gets its record), then leave."""
+        for agent in self.agents.values():
+            agent.stopping.set()
+        self.leaving.set()
+
+
+def _record_lost_runs(project: Project) -> None:
+    """Runs still marked live whose supervisor is gone: no heartbeat, or one whose
+    supervisor process has died (this machine's: one supervisor per project). Their agents
+    died with it; they are recorded lost and their claims cleared now."""
+    from cfn.agents import lifecycle
+
+    r = project.redis
+    for row in runs.live(project.sqlite):
+        beat = agent_state.heartbeat(r, row["task_id"], row["agent_id"]) or {}
+        dead = "supervisor_pid" in beat and not _alive(beat["supervisor_pid"])
+        if dead or lifecycle.is_lost(project, row):
+            lifecycle.mark_lost(project, row)
+        if dead:
+            if beat.get("runtime") == "process":
+                _end_group(beat.get("handle"))
+            agent_state.unclaim(r, row["task_id"], row["agent_id"])
+
+
+def _end_group(handle: str | None) -> None:
+    """Kill what is left of a process agent whose supervisor died seconds ago (its heartbeat
+    still stands): it normally dies with its supervisor, but a sandbox killed in its first
+    milliseconds can outlive it. The group's ID cannot be reused while members remain."""
+    with contextlib.suppress(ProcessLookupError, PermissionError, TypeError, ValueError):
+        os.killpg(int(handle), signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie, whose parent has not reaped it, does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+async def _main(home: Path, idle_s: float) -> int:
+    supervisor = Supervisor(home)
+    holder = supervision.hold(home)
+    if holder is None:
+        return 0  # another supervisor serves this project
+    path = supervision.socket_path(home)
+    path.unlink(missing_ok=True)
+    server = await asyncio.start_unix_server(supervisor.serve, path=str(path),
+                                             limit=supervision.MAX_MESSAGE_BYTES)
+    os.chmod(path, 0o600)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, supervisor.stop_all)
+    upkeep = [asyncio.ensure_future(supervisor.heartbeats()),
+              asyncio.ensure_future(supervisor.idle_watch(idle_s))]
+    log.info("cfn supervisor: serving %s (pid %d)", path, os.getpid())
+    await supervisor.leaving.wait()
+    server.close()  # no new agents: a spawner now starts the next supervisor
+    path.unlink(missing_ok=True)
+    holder.close()
+    while supervisor.agents or supervisor.requests:  # those that came in meanwhile
+        await asyncio.sleep(0.1)
+    for task in upkeep:
+        task.cancel()
+    for project in supervisor.projects.values():
+        await supervisor.record(project.close)
+    return 0
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    spec = json.loads(sys.stdin.read())
-    sys.stdin.close()
-    supervisor = Supervisor(spec)
-    signal.signal(signal.SIGTERM, lambda *_: setattr(supervisor, "stop_requested", True))
-    try:
-        code = supervisor.run()
-    except Exception as exc:  # noqa: BLE001 - whatever broke, the agent must be reported
-        log.error("cfn supervisor [%s]: supervisor failed: %s: %s", spec["agent_id"],
-                  type(exc).__name__, exc)
-        failed = outcomes.Outcome(status="failure", error=f"supervisor failed: {exc}")
-        code = 1
-        try:
-            supervisor.finish(spec["run_id"], None, failed)
-        finally:
-            supervisor.project.close()
-            leave(code)
-    supervisor.project.close()
-    leave(code)
+    parser = argparse.ArgumentParser(description="cfn's per-project agent supervisor")
+    parser.add_argument("--home", required=True, type=Path, help="the project's state dir")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s",
+                        stream=sys.stderr)
+    idle_s = float(os.environ.get("CFN_SUPERVISOR_IDLE_S", defaults.SUPERVISOR_IDLE_S))
+    leave(asyncio.run(_main(args.home, idle_s)))
 
 
 if __name__ == "__main__":

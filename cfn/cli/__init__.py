@@ -1,121 +1,24 @@
 """The `cfn` command line: a thin adapter over the library.
 
-Subcommands load lazily so each command imports only what it needs; errors
-are converted to exit codes once, in `main`.
+`main` (the `cfn` console script and `python -m cfn`) serves the hot commands (signal
+send|wait, report, completion signal, context store|get) through the fast path
+(cfn.cli.fast), which imports neither click nor redis-py; anything else, and anything
+the fast path does not fully recognise, goes to the click application (cfn.cli.app).
 """
 
 from __future__ import annotations
 
-import importlib
-import os
 import sys
-
-import click
-
-from cfn.errors import CfnError, ExitCode
-from cfn.exit import leave
-
-# command name -> (module, attribute); loaded on first use
-COMMANDS = {
-    "config": ("cfn.cli.config", "config"),
-    "redis": ("cfn.cli.redis_server", "redis_group"),
-    "context": ("cfn.cli.context", "context"),
-    "signal": ("cfn.cli.signal", "signal"),
-    "report": ("cfn.cli.results", "report"),
-    "collect-results": ("cfn.cli.results", "collect_results"),
-    "completion": ("cfn.cli.completion", "completion"),
-    "lock": ("cfn.cli.lock", "lock"),
-    "decision": ("cfn.cli.decision", "decision"),
-    "history": ("cfn.cli.history", "history"),
-    "db": ("cfn.cli.db", "db"),
-    "skills": ("cfn.cli.skills", "skills"),
-    "token": ("cfn.cli.token", "token"),
-    "spawn-agent": ("cfn.cli.agents", "spawn_agent"),
-    "agents": ("cfn.cli.agents", "agents"),
-    "route": ("cfn.cli.agents", "route"),
-    "session": ("cfn.cli.session", "session"),
-    "loop": ("cfn.cli.loop", "loop"),
-    "demo": ("cfn.cli.demo", "demo"),
-    "worktree": ("cfn.cli.worktree", "worktree"),
-    "image": ("cfn.cli.image", "image"),
-}
-
-
-class LazyGroup(click.Group):
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(COMMANDS)
-
-    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name not in COMMANDS:
-            return None
-        module, attribute = COMMANDS[name]
-        return getattr(importlib.import_module(module), attribute)
-
-
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--redis-url",
-    metavar="URL",
-    help="Redis to use (overrides CFN_REDIS_URL/REDIS_URL and cfn.toml). "
-    "Default: the project's embedded redis-server.",
-)
-@click.version_option(package_name="cfn")
-@click.pass_context
-def cli(ctx: click.Context, redis_url: str | None) -> None:
-    """Coordinate AI coding agents through Redis.
-
-    \b
-    Exit codes: 0 ok, 1 negative outcome (quorum not met, missing key),
-    2 bad input, 3 timed out, 4 Redis unreachable or refused us.
-    Set CFN_DEBUG=1 to see tracebacks.
-    """
-    ctx.obj = {"flags": {"redis_url": redis_url}}
-
-
-def _log_to_stderr() -> None:
-    """The library logs (progress, fallbacks, servers it started); a command shows them
-    on stderr, keeping stdout for data."""
-    import logging
-
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    logger = logging.getLogger("cfn")
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the CLI, turn every outcome into an exit code, and leave at once."""
-    _log_to_stderr()
-    leave(run(argv))
+    """Entry point: run one command, turn its outcome into an exit code, and leave at once."""
+    from cfn.cli import fast
+    from cfn.exit import leave
 
+    args = sys.argv[1:] if argv is None else list(argv)
+    if (code := fast.serve(args)) is not None:
+        leave(code)
+    from cfn.cli import app
 
-def run(argv: list[str] | None = None) -> int:
-    """Run one command; its exit code (errors are said on stderr, once, here)."""
-    try:
-        # without standalone mode click returns ctx.exit()'s code instead of raising it
-        code = cli.main(args=argv, prog_name="cfn", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        return ExitCode.USAGE if isinstance(exc, click.UsageError) else exc.exit_code
-    except click.Abort:
-        print("cfn: aborted", file=sys.stderr)
-        return 130
-    except CfnError as exc:
-        if os.environ.get("CFN_DEBUG"):
-            raise
-        print(f"cfn: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except BrokenPipeError:
-        return ExitCode.NEGATIVE  # the reader went away (e.g. `| head`); nothing more to say
-    except Exception as exc:
-        if os.environ.get("CFN_DEBUG"):
-            raise
-        print(
-            f"cfn: internal error: {type(exc).__name__}: {exc} (CFN_DEBUG=1 shows the traceback)",
-            file=sys.stderr,
-        )
-        return ExitCode.NEGATIVE
-    return code if isinstance(code, int) else ExitCode.OK
+    app.main(args)

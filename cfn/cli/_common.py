@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import click
 
 from cfn import validate
+from cfn.cli.output import print_json  # noqa: F401  (re-exported: how every command prints JSON)
 from cfn.ids import validate_id
 
 if TYPE_CHECKING:
@@ -32,10 +32,6 @@ def project_of(ctx: click.Context) -> Project:
 def config_of(ctx: click.Context) -> Config:
     """The resolved configuration of this invocation's project."""
     return project_of(ctx).config
-
-
-def print_json(document: object) -> None:
-    click.echo(json.dumps(document, sort_keys=True))
 
 
 # Option callbacks validate before any connection is made, so bad input

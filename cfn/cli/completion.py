@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from cfn.cli import hot
 from cfn.cli._common import (
     agent_option,
     checked_id,
@@ -38,10 +39,7 @@ def completion() -> None:
 @click.pass_context
 def signal_(ctx, task_id, agent_id, status, payload, phase, as_json) -> None:
     """Record that AGENT finished the task (the seed's signal_completion)."""
-    entry = project_of(ctx).signal_completion(task_id, agent_id, status=status,
-                                              payload=payload, phase=phase)
-    if as_json:
-        print_json({"task_id": task_id, "agent_id": agent_id, "entry_id": entry})
+    hot.completion_signal(project_of(ctx), task_id, agent_id, status, payload, phase, as_json)
 
 
 @completion.command()

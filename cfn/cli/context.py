@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from cfn.cli import hot
 from cfn.cli._common import (
     checked_id,
     json_option,
@@ -32,9 +33,7 @@ def context() -> None:
 @click.pass_context
 def store(ctx, task_id: str, key: str, value: str, ttl: int | None, as_json: bool) -> None:
     """Store VALUE under KEY for the task."""
-    project_of(ctx).store_context(task_id, key, value, ttl=ttl)
-    if as_json:
-        print_json({"task_id": task_id, "key": key, "ttl": ttl, "stored": True})
+    hot.context_store(project_of(ctx), task_id, key, value, ttl, as_json)
 
 
 @context.command()
@@ -44,11 +43,7 @@ def store(ctx, task_id: str, key: str, value: str, ttl: int | None, as_json: boo
 @click.pass_context
 def get(ctx, task_id: str, key: str, as_json: bool) -> None:
     """Print the value of KEY (exit 1 if it has none)."""
-    value = project_of(ctx).get_context(task_id, key)
-    if as_json:
-        print_json({"task_id": task_id, "key": key, "value": value})
-    else:
-        click.echo(value)
+    hot.context_get(project_of(ctx), task_id, key, as_json)
 
 
 @context.command(name="list")

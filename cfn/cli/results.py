@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from cfn.cli import hot
 from cfn.cli._common import (
     agent_option,
     checked_fraction,
@@ -33,10 +34,7 @@ from cfn.validate import json_text
 def report(ctx, task_id, agent_id, status, confidence, result_json, as_json) -> None:
     """Report an agent's result for a task (a later report replaces it)."""
     result = json_text(result_json, "--result") if result_json is not None else None
-    entry = project_of(ctx).report(task_id, agent_id, status=status, confidence=confidence,
-                                   result=result)
-    if as_json:
-        print_json({"task_id": task_id, "agent_id": agent_id, "entry_id": entry})
+    hot.report(project_of(ctx), task_id, agent_id, status, confidence, result, as_json)
 
 
 @click.command(name="collect-results")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
+from cfn.cli import hot
 from cfn.cli._common import (
     checked_id,
     json_option,
-    print_json,
     project_of,
     task_option,
     timeout_option,
@@ -33,9 +33,7 @@ def signal() -> None:
 @click.pass_context
 def send(ctx, task_id: str, channel: str, payload: str, as_json: bool) -> None:
     """Send a signal on CHANNEL."""
-    queued = project_of(ctx).send_signal(task_id, channel, payload)
-    if as_json:
-        print_json({"task_id": task_id, "channel": channel, "queued": queued})
+    hot.signal_send(project_of(ctx), task_id, channel, payload, as_json)
 
 
 @signal.command()
@@ -44,13 +42,9 @@ def send(ctx, task_id: str, channel: str, payload: str, as_json: bool) -> None:
     "--channel", required=True, metavar="NAME", callback=checked_id("channel"),
     help="Channel to wait on.",
 )
-@timeout_option(300, "a signal")
+@timeout_option(hot.SIGNAL_WAIT_TIMEOUT, "a signal")
 @json_option
 @click.pass_context
 def wait(ctx, task_id: str, channel: str, timeout: float, as_json: bool) -> None:
     """Wait for one signal on CHANNEL and print its payload."""
-    payload = project_of(ctx).wait_signal(task_id, channel, timeout=timeout)
-    if as_json:
-        print_json({"task_id": task_id, "channel": channel, "payload": payload})
-    else:
-        click.echo(payload)
+    hot.signal_wait(project_of(ctx), task_id, channel, timeout, as_json)

@@ -33,6 +33,14 @@ def beat(r: redis.Redis, task_id: str, agent_id: str, state: dict) -> None:
     r.set(keys.heartbeat(task_id, agent_id), json.dumps(state), ex=defaults.HEARTBEAT_TTL_S)
 
 
+def beat_all(r: redis.Redis, beats: list[tuple[str, str, dict]]) -> None:
+    """Refresh many heartbeats, (task, agent, state) each, in one round trip."""
+    pipe = r.pipeline(transaction=False)
+    for task_id, agent_id, state in beats:
+        beat(pipe, task_id, agent_id, state)
+    pipe.execute()
+
+
 def heartbeat(r: redis.Redis, task_id: str, agent_id: str) -> dict | None:
     """The supervisor's last heartbeat (or the spawner's claim), None when it is gone."""
     raw = r.get(keys.heartbeat(task_id, agent_id))

@@ -12,6 +12,7 @@ start_redis() {
   for _ in $(seq 100); do redis-cli -s "$REDIS_DIR/redis.sock" ping >/dev/null 2>&1 && break; sleep 0.05; done
   export REDIS_URL="unix://$REDIS_DIR/redis.sock"
   export CFN_HOME="$BATS_FILE_TMPDIR/cfn-home"
+  export CFN_SUPERVISOR_IDLE_S=5  # the supervisor leaves soon after the last agent
 }
 
 stop_redis() {

@@ -1,12 +1,19 @@
-"""Where an agent runs. Each runtime starts one agent and can wait for, kill and clean it up.
+"""Where an agent runs. Each runtime starts one agent and can wait for, kill and clean it up,
+driven by the project's asyncio supervisor (cfn.agents.supervisor):
 
-    run = runtime_for(name).start(RunRequest(...))
-    exit_code = run.wait(seconds)     # None while it still runs
-    run.kill(); run.cleanup()
+    run = await start(runtime, RunRequest(...), pool)
+    exit_code = await run.wait(seconds)     # None while it still runs
+    await run.kill(); await run.cleanup()
+
+The process runtime is asyncio-native (the kernel says when a process exits); the
+container and kubernetes runtimes use blocking SDKs, so their calls run in `pool`'s threads.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Mapping
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -31,14 +38,50 @@ class RunRequest:
     deadline_s: float | None = None  # the platform's own limit (kubernetes activeDeadline)
     sandbox: bool = False  # process runtime: run under bubblewrap (cfn.agents.isolation)
     hidden: tuple[str, ...] = ()  # host paths the agent must not see (the state directory)
+    # the spawner's environment: where its container engine and cluster are (DOCKER_HOST,
+    # KUBECONFIG), which a long-lived supervisor cannot take from its own
+    host_env: Mapping[str, str] = field(default_factory=dict)
 
 
 class Run(Protocol):
     handle: str  # pid, container ID or job name
 
+    async def wait(self, seconds: float) -> int | None: ...
+    async def kill(self) -> None: ...
+    async def cleanup(self) -> None: ...
+
+
+class BlockingRun(Protocol):
+    handle: str
+
     def wait(self, seconds: float) -> int | None: ...
     def kill(self) -> None: ...
     def cleanup(self) -> None: ...
+
+
+@dataclass
+class InThreads:
+    """A runtime whose SDK blocks, driven from asyncio: each call runs in a pool thread, and
+    waits are cut into short slices so a stop or a timeout is seen within seconds."""
+    run: BlockingRun
+    pool: Executor
+    slice_s: float = 2.0
+
+    @property
+    def handle(self) -> str:
+        return self.run.handle
+
+    async def _call(self, method, *args):
+        return await asyncio.get_running_loop().run_in_executor(self.pool, method, *args)
+
+    async def wait(self, seconds: float) -> int | None:
+        return await self._call(self.run.wait, min(seconds, self.slice_s))
+
+    async def kill(self) -> None:
+        await self._call(self.run.kill)
+
+    async def cleanup(self) -> None:
+        await self._call(self.run.cleanup)
 
 
 def _require(module: str, extra: str) -> None:
@@ -50,7 +93,7 @@ def _require(module: str, extra: str) -> None:
         raise InvalidInput(f"the {extra} runtime needs `pip install 'cfn[{extra}]'`")
 
 
-def check(runtime: str, image: str | None, sandbox: bool) -> None:
+def check(runtime: str, image: str | None, sandbox: bool, host_env: Mapping[str, str]) -> None:
     """Fail now, before anything is written or started, when the runtime cannot run an
     agent: no sandbox, no container engine, no such image, no cluster configured."""
     if runtime == "process":
@@ -68,28 +111,27 @@ def check(runtime: str, image: str | None, sandbox: bool) -> None:
         _require("docker", "container")
         from cfn.agents.runtimes.container import check_image
 
-        check_image(image)
+        check_image(image, host_env)
     elif runtime == "kubernetes":
         _require("kubernetes", "kubernetes")
         from cfn.agents.runtimes.kubernetes import load_cluster_config
 
-        load_cluster_config()
+        load_cluster_config(host_env)
 
 
-def start(runtime: str, request: RunRequest) -> Run:
-    """Start the agent on `runtime`."""
+async def start(runtime: str, request: RunRequest, pool: Executor) -> Run:
+    """Start the agent on `runtime` (a process at once; containers and jobs in `pool`)."""
     if runtime == "process":
         from cfn.agents.runtimes.process import start as start_process
 
         return start_process(request)
     if runtime == "container":
         _require("docker", "container")
-        from cfn.agents.runtimes.container import start as start_container
-
-        return start_container(request)
-    if runtime == "kubernetes":
+        from cfn.agents.runtimes.container import start as start_blocking
+    elif runtime == "kubernetes":
         _require("kubernetes", "kubernetes")
-        from cfn.agents.runtimes.kubernetes import start as start_job
-
-        return start_job(request)
-    raise ValueError(f"unknown runtime {runtime!r}")
+        from cfn.agents.runtimes.kubernetes import start as start_blocking
+    else:
+        raise ValueError(f"unknown runtime {runtime!r}")
+    loop = asyncio.get_running_loop()
+    return InThreads(await loop.run_in_executor(pool, start_blocking, request), pool)

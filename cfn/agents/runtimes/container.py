@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,10 +26,11 @@ from cfn.errors import BackendUnavailable, InvalidInput
 STOP_GRACE_S = 5
 
 
-def client() -> docker.DockerClient:
-    """A client for DOCKER_HOST (or the default socket), with a clear error if none answers."""
+def client(environ: Mapping[str, str] | None = None) -> docker.DockerClient:
+    """A client for DOCKER_HOST of `environ` (default: this process's environment; else the
+    default socket), with a clear error if none answers."""
     try:
-        engine = docker.from_env()
+        engine = docker.from_env(environment=environ)
         engine.ping()
         return engine
     except (DockerException, RequestsConnectionError) as exc:
@@ -38,10 +40,10 @@ def client() -> docker.DockerClient:
             "DOCKER_HOST=unix:///run/podman/podman.sock") from None
 
 
-def check_image(image: str | None) -> None:
+def check_image(image: str | None, environ: Mapping[str, str] | None = None) -> None:
     """The engine answers and has `image`; else a clear error naming how to get it."""
     try:
-        client().images.get(image)
+        client(environ).images.get(image)
     except ImageNotFound:
         raise InvalidInput(f"image {image} not found in the container engine; build the agent "
                            "image with `cfn image build`, or pass --image") from None
@@ -81,22 +83,27 @@ def _copy_logs(container, log_path) -> None:
 
 
 def start(request: RunRequest) -> ContainerRun:
-    engine = client()
+    engine = client(request.host_env or None)
     volumes = {str(request.workspace): {"bind": "/workspace", "mode": "rw"}}
     volumes.update({host: {"bind": inside, "mode": "rw"}
                     for host, inside in request.mounts.items()})
     volumes.update({host: {"bind": inside, "mode": "ro"}
                     for host, inside in request.ro_mounts.items()})
-    # the state directory, when it lies in the workspace, is covered by an empty tmpfs
-    covered = {f"/workspace/{Path(path).relative_to(request.workspace)}": "size=1m"
-               for path in request.hidden if Path(path).is_relative_to(request.workspace)}
+    # the state directory, when it lies in the workspace, is covered by an empty directory
+    # (not a tmpfs: podman would copy the state directory, sockets and all, into it)
+    for path in map(Path, request.hidden):
+        if path.is_relative_to(request.workspace):
+            empty = path / "empty"
+            empty.mkdir(mode=0o700, exist_ok=True)
+            inside = f"/workspace/{path.relative_to(request.workspace)}"
+            volumes[str(empty)] = {"bind": inside, "mode": "ro"}
     try:
         container = engine.containers.run(
             request.image, request.argv, name=request.name, detach=True,
             environment=request.env, working_dir="/workspace", volumes=volumes,
             mem_limit=request.memory, nano_cpus=int(request.cpus * 1e9) if request.cpus else None,
             network=request.network, labels=request.labels, restart_policy={"Name": "no"},
-            stdin_open=False, tmpfs=covered,
+            stdin_open=False,
         )
     except ImageNotFound:
         raise InvalidInput(f"image {request.image} not found; build it (docker/Dockerfile.agent)"

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from cfn.agents.runtimes import RunRequest
@@ -166,15 +167,16 @@ class KubernetesRun:
             client.CoreV1Api().delete_namespaced_secret(self.name, self.namespace)
 
 
-def load_cluster_config() -> None:
-    """The current kubeconfig context (or the in-cluster config); a clear error if none."""
+def load_cluster_config(environ: Mapping[str, str] | None = None) -> None:
+    """The current context of KUBECONFIG in `environ` (default: this process's environment),
+    or the in-cluster config; a clear error if none."""
     from kubernetes import config
     from kubernetes.config.config_exception import ConfigException
 
     from cfn.errors import BackendUnavailable
 
     try:
-        config.load_kube_config()
+        config.load_kube_config(config_file=(environ or os.environ).get("KUBECONFIG"))
     except (ConfigException, OSError):
         try:
             config.load_incluster_config()
@@ -187,8 +189,9 @@ def start(request: RunRequest) -> KubernetesRun:
     """Create the Secret and the Job in the cluster of the current kubeconfig context."""
     from kubernetes import client
 
-    load_cluster_config()
-    namespace = os.environ.get(NAMESPACE_ENV, "default")
+    environ = request.host_env or os.environ
+    load_cluster_config(environ)
+    namespace = environ.get(NAMESPACE_ENV, "default")
     _, job = manifests(request, namespace)
     batch = client.BatchV1Api()
     created = batch.create_namespaced_job(namespace, job)

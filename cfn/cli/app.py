@@ -1,0 +1,109 @@
+"""The click application: every command, and the single authority on usage and help.
+
+Subcommands load lazily so each command imports only what it needs; errors
+are converted to exit codes once, in `run`. cfn.cli.main comes here for anything the
+fast path (cfn.cli.fast) does not serve.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from cfn.cli.output import failed
+from cfn.errors import ExitCode
+from cfn.exit import leave
+
+# command name -> (module, attribute); loaded on first use
+COMMANDS = {
+    "config": ("cfn.cli.config", "config"),
+    "redis": ("cfn.cli.redis_server", "redis_group"),
+    "context": ("cfn.cli.context", "context"),
+    "signal": ("cfn.cli.signal", "signal"),
+    "report": ("cfn.cli.results", "report"),
+    "collect-results": ("cfn.cli.results", "collect_results"),
+    "completion": ("cfn.cli.completion", "completion"),
+    "lock": ("cfn.cli.lock", "lock"),
+    "decision": ("cfn.cli.decision", "decision"),
+    "history": ("cfn.cli.history", "history"),
+    "db": ("cfn.cli.db", "db"),
+    "skills": ("cfn.cli.skills", "skills"),
+    "token": ("cfn.cli.token", "token"),
+    "spawn-agent": ("cfn.cli.agents", "spawn_agent"),
+    "agents": ("cfn.cli.agents", "agents"),
+    "route": ("cfn.cli.agents", "route"),
+    "session": ("cfn.cli.session", "session"),
+    "loop": ("cfn.cli.loop", "loop"),
+    "demo": ("cfn.cli.demo", "demo"),
+    "worktree": ("cfn.cli.worktree", "worktree"),
+    "image": ("cfn.cli.image", "image"),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, attribute = COMMANDS[name]
+        return getattr(importlib.import_module(module), attribute)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--redis-url",
+    metavar="URL",
+    help="Redis to use (overrides CFN_REDIS_URL/REDIS_URL and cfn.toml). "
+    "Default: the project's embedded redis-server.",
+)
+@click.version_option(package_name="cfn")
+@click.pass_context
+def cli(ctx: click.Context, redis_url: str | None) -> None:
+    """Coordinate AI coding agents through Redis.
+
+    \b
+    Exit codes: 0 ok, 1 negative outcome (quorum not met, missing key),
+    2 bad input, 3 timed out, 4 Redis unreachable or refused us.
+    Set CFN_DEBUG=1 to see tracebacks.
+    """
+    ctx.obj = {"flags": {"redis_url": redis_url}}
+
+
+def _log_to_stderr() -> None:
+    """The library logs (progress, fallbacks, servers it started); a command shows them
+    on stderr, keeping stdout for data."""
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("cfn")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI, turn every outcome into an exit code, and leave at once."""
+    _log_to_stderr()
+    leave(run(argv))
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run one command; its exit code (errors are said on stderr, once, here)."""
+    try:
+        # without standalone mode click returns ctx.exit()'s code instead of raising it
+        code = cli.main(args=argv, prog_name="cfn", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return ExitCode.USAGE if isinstance(exc, click.UsageError) else exc.exit_code
+    except click.Abort:
+        print("cfn: aborted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        return failed(exc)
+    return code if isinstance(code, int) else ExitCode.OK

@@ -1,0 +1,1 @@
+ALTER TABLE agents DROP COLUMN acl_user;
