@@ -5,7 +5,7 @@
 (b) whole-process time of each hot command (the fast path: no click, no redis-py) against
     `redis-cli LPUSH`, with `cfn signal send` through the full CLI (CFN_FAST_PATH=0) and
     the pieces that make up cfn's cost (interpreter, imports) measured alongside;
-(c) N whole-process waiters woken together (1 and 100): from the send to the last
+(c) N whole-process waiters woken together (1, 100, 1,000): from the send to the last
     waiter's exit, `cfn signal wait` against `redis-cli BLPOP`;
 (d) collecting 10, 100 and 1,000 reports: `cfn collect-results` as a whole process (it
     also records them in SQLite) against `redis-cli XRANGE` reading the same stream.
@@ -111,7 +111,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=200, help="blocking wake samples")
     parser.add_argument("--poll-samples", type=int, default=5, help="polling samples (~1 s each)")
     parser.add_argument("--runs", type=int, default=20, help="process runs per command")
-    parser.add_argument("--waiters", type=int, nargs="*", default=[1, 100],
+    parser.add_argument("--waiters", type=int, nargs="*", default=[1, 100, 1000],
                         help="how many waiting processes to wake together")
     parser.add_argument("--reports", type=int, nargs="*", default=[10, 100, 1000],
                         help="how many reports to collect")

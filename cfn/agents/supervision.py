@@ -77,6 +77,9 @@ def _ask(home: Path, message: dict, start: bool = False) -> dict:
                 break
             _start(home)
             continue
+        except TimeoutError:
+            raise BackendUnavailable(f"the supervisor did not answer within "
+                                     f"{ANSWER_TIMEOUT_S:g}s; see {log_path(home)}") from None
         if answer.get("ok") is False and message["op"] == "run":
             raise BackendUnavailable(f"the supervisor refused the agent: {answer['error']}")
         return answer

@@ -49,7 +49,7 @@ class ProcessRun:
         loop.add_reader(self.pidfd, lambda: exited.done() or exited.set_result(None))
         try:
             await asyncio.wait_for(exited, max(seconds, 0))
-        except TimeoutError:
+        except asyncio.TimeoutError:  # the builtin TimeoutError only from Python 3.11
             return None
         finally:
             loop.remove_reader(self.pidfd)
