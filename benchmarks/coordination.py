@@ -59,7 +59,7 @@ def blocking_wake_ms(sock: Path, samples: int) -> list[float]:
     for i in range(samples):
         thread = threading.Thread(target=wait_once, args=(f"c{i}",))
         thread.start()
-        while not any(c.get("cmd") == "blpop" for c in sender.client_list()):
+        while not any(c.get("cmd") in ("blpop", "blmove") for c in sender.client_list()):
             time.sleep(0.0005)  # the waiter is blocked on the server: now send
         sent = time.perf_counter()
         signals.send(sender, "bench", f"c{i}", "x", ttl=60, max_bytes=1024)
@@ -190,7 +190,7 @@ def woken_together_ms(sock: Path, argv_for, count: int, client: redis.Redis) -> 
     waiting = [subprocess.Popen(argv_for(), env=env, stdout=subprocess.DEVNULL)
                for _ in range(count)]
     deadline = time.monotonic() + 120
-    while sum(c.get("cmd") == "blpop" for c in client.client_list()) < count:
+    while sum(c.get("cmd") in ("blpop", "blmove") for c in client.client_list()) < count:
         assert time.monotonic() < deadline, "the waiters did not all block"
         time.sleep(0.01)
     sent = time.perf_counter()

@@ -1,15 +1,16 @@
 """Connections to the coordination backend (Redis), with fallback and error translation.
 
 `connect(target)` returns a client on the first Redis of the target that answers:
-the primary, else REDIS_FALLBACK_1. Every process of cfn connects here (commands
-through cfn.Project, supervisors with the target their spawner reached), so all
-share one retry policy. Every Redis failure leaves cfn as BackendUnavailable
-(exit 4) naming the URL with its password masked (see `unavailable`).
+the primary, else REDIS_FALLBACK_1; on a node of a Redis Cluster, a cluster client
+(cfn.cluster). Every process of cfn connects here (commands through cfn.Project,
+supervisors with the target their spawner reached), so all share one retry policy.
+Every Redis failure leaves cfn as BackendUnavailable (exit 4) naming the URL with its
+password masked (see `unavailable`).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING
 
 from cfn import defaults, embedded
@@ -18,6 +19,7 @@ from cfn.errors import BackendUnavailable, CfnError, InvalidInput
 
 if TYPE_CHECKING:
     import redis
+    from redis.cluster import RedisCluster
 
     from cfn.hiredis_client import Client
 
@@ -35,21 +37,21 @@ class Target:
     username: str | None = None
     password: str | None = None
     connect_timeout: float = defaults.CONNECT_TIMEOUT_S
-    retries: int = defaults.RETRIES
+    retries: int = defaults.RETRIES  # at connect; 0 also turns reconnecting off
+    reconnect_window: float = defaults.RECONNECT_WINDOW_S  # once connected (cfn.outage)
 
     @classmethod
     def of(cls, config: Config) -> Target:
         """The configured primary (the embedded server, started on demand, when none is
         configured) followed by the fallback."""
         fallback = (str(config.redis_fallback_1),) if config.redis_fallback_1 else ()
-        policy = float(config.connect_timeout), int(config.retries)
+        policy = float(config.connect_timeout), int(config.retries), reconnect_window(config)
         primary = str(config.redis_url) if config.redis_url else embedded.admin_url(config.home)
         return cls((primary, *fallback), config.redis_username, config.redis_password, *policy)
 
     def preferring(self, url: str) -> Target:
         """The same target, trying `url` first (the one a spawner actually reached)."""
-        return Target((url, *(u for u in self.urls if u != url)), self.username,
-                      self.password, self.connect_timeout, self.retries)
+        return replace(self, urls=(url, *(u for u in self.urls if u != url)))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -80,14 +82,23 @@ def _client(target: Target, url: str) -> redis.Redis:
     )
 
 
-def connect(target: Target) -> tuple[redis.Redis, str]:
+def connect(target: Target) -> tuple[redis.Redis | RedisCluster, str]:
     """A client on the first URL of `target` that answers a PING, and that URL."""
     from redis.exceptions import AuthenticationError, ConnectionError, RedisError, TimeoutError
+
+    from cfn import cluster
 
     for index, url in enumerate(target.urls):
         client = _client(target, url)
         try:
             client.ping()
+            if cluster.enabled(client):
+                client.close()
+                return _cluster_client(target, url), url
+            if target.reconnect_window:  # connected: a dropped connection is ridden out
+                from cfn.reconnect import Reconnecting
+
+                client.set_retry(Reconnecting(target.reconnect_window))
             return client, url
         except RedisError as exc:
             client.close()
@@ -109,6 +120,23 @@ def connect(target: Target) -> tuple[redis.Redis, str]:
     raise BackendUnavailable("no Redis URL to connect to; set REDIS_URL")
 
 
+def _cluster_client(target: Target, url: str) -> RedisCluster:
+    """A cluster client with the same credentials and timeouts as `_client`'s."""
+    from cfn import cluster
+
+    return cluster.client(url, retries=target.retries, window=target.reconnect_window,
+                          username=target.username,
+                          password=target.password,
+                          socket_connect_timeout=target.connect_timeout,
+                          socket_timeout=socket_timeout(target.connect_timeout),
+                          driver_info=None)
+
+
+def reconnect_window(config: Config) -> float:
+    """How long a connection lost after connecting is tried again (0 with CFN_RETRIES=0)."""
+    return float(config.reconnect_window) if int(config.retries) else 0.0
+
+
 def socket_timeout(connect_timeout: float) -> float:
     """How long a read may wait: blocking commands hold the socket silent for at most
     MAX_BLOCK_S (see defaults)."""
@@ -119,7 +147,8 @@ def connect_small(config: Config) -> tuple[Client, str] | None:
     """A small hiredis client (cfn.hiredis_client) on the configured Redis, and its URL, for
     the hot commands; None where `connect` must do it: a fallback configured, a URL the
     small client does not take (rediss://), the embedded server not running yet (`connect`
-    starts it), or no answer (`connect` retries and says why)."""
+    starts it), no answer (`connect` retries and says why), or a Redis Cluster node (the
+    small client neither follows slots nor rides a failover)."""
     from cfn.hiredis_client import Client, RedisError
 
     url = str(config.redis_url) if config.redis_url else embedded.running_admin_url(config.home)
@@ -129,8 +158,12 @@ def connect_small(config: Config) -> tuple[Client, str] | None:
     try:
         client = Client.connect(url, username=config.redis_username,
                                 password=config.redis_password, connect_timeout=timeout,
-                                socket_timeout=socket_timeout(timeout))
+                                socket_timeout=socket_timeout(timeout),
+                                reconnect_window=reconnect_window(config))
     except (ValueError, OSError, RedisError):
+        return None
+    if client.cluster:
+        client.close()
         return None
     return client, url
 
@@ -141,9 +174,10 @@ def is_redis_error(exc: BaseException) -> bool:
 
     if isinstance(exc, RedisError):
         return True
+    from redis.exceptions import RedisClusterException
     from redis.exceptions import RedisError as RedisPyError
 
-    return isinstance(exc, RedisPyError)
+    return isinstance(exc, (RedisPyError, RedisClusterException))
 
 
 def _kind(exc: Exception) -> str:
@@ -155,8 +189,10 @@ def _kind(exc: Exception) -> str:
         return exc.kind
     from redis.exceptions import (
         AuthenticationError,
+        ClusterError,
         ConnectionError,
         NoPermissionError,
+        RedisClusterException,
         TimeoutError,
     )
 
@@ -164,7 +200,8 @@ def _kind(exc: Exception) -> str:
         return "permission"
     if isinstance(exc, AuthenticationError) or str(exc).startswith(("NOAUTH", "WRONGPASS")):
         return "auth"
-    if isinstance(exc, (ConnectionError, TimeoutError)):
+    # a cluster that cannot serve a slot now (CLUSTERDOWN, a failover) is unreachable too
+    if isinstance(exc, (ConnectionError, TimeoutError, ClusterError, RedisClusterException)):
         return "connection"
     return "command"
 

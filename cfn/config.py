@@ -20,17 +20,24 @@ CONFIG_FILE = "cfn.toml"
 STATE_DIR = ".cfn"
 
 
-def _positive_float(text: str) -> float:
+def _seconds(text: str) -> float:
     value = float(text)
-    if not 0 < value < float("inf"):
-        raise ValueError("must be a finite number greater than 0")
+    if not 0 < value <= defaults.MAX_SECONDS:  # nan fails it too
+        raise ValueError(f"must be more than 0 and at most {defaults.MAX_SECONDS} seconds")
+    return value
+
+
+def _ttl(text: str) -> int:
+    value = int(text)
+    if not 0 < value <= defaults.MAX_SECONDS:
+        raise ValueError(f"must be 1 to {defaults.MAX_SECONDS} seconds (30 days)")
     return value
 
 
 def _non_negative_int(text: str) -> int:
     value = int(text)
-    if value < 0:
-        raise ValueError("must be 0 or more")
+    if not 0 <= value <= defaults.MAX_COUNT:
+        raise ValueError(f"must be 0 to {defaults.MAX_COUNT}")
     return value
 
 
@@ -43,9 +50,32 @@ def _fraction(text: str) -> float:
 
 def _positive_int(text: str) -> int:
     value = int(text)
-    if value <= 0:
-        raise ValueError("must be greater than 0")
+    if not 0 < value <= defaults.MAX_COUNT:
+        raise ValueError(f"must be 1 to {defaults.MAX_COUNT}")
     return value
+
+
+def _redis_url(text: str) -> str:
+    """A URL redis-py and the small client can connect to (checked without importing them,
+    so a mistyped one exits 2 before anything connects or starts)."""
+    from urllib.parse import parse_qs, urlsplit
+
+    parts = urlsplit(text)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ValueError("use redis://HOST:PORT/DB, rediss://HOST:PORT/DB or "
+                         "unix:///PATH/TO/redis.sock")
+    if parts.scheme == "unix" and not parts.path:
+        raise ValueError("a unix:// URL needs the socket's absolute path, "
+                         "e.g. unix:///run/redis/redis.sock")
+    try:
+        _ = parts.port  # out of 0-65535, or not a number
+    except ValueError as exc:
+        raise ValueError(f"{exc}; give a port from 1 to 65535, e.g. redis://localhost:6379"
+                         ) from None
+    for db in parse_qs(parts.query).get("db", []):
+        if not db.isdigit():
+            raise ValueError(f"db={db} is not a database number; use e.g. ?db=0")
+    return text
 
 
 def _switch(text: str) -> bool:
@@ -74,18 +104,22 @@ class Setting:
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("redis_url", ("CFN_REDIS_URL", "REDIS_URL"), None,
-            "Redis to coordinate through; unset: the project's embedded redis-server"),
+            "Redis to coordinate through; unset: the project's embedded redis-server",
+            _redis_url),
     Setting("redis_username", ("REDIS_USERNAME",), None, "Redis ACL user name"),
     Setting("redis_password", ("REDIS_PASSWORD",), None, "Redis password", secret=True),
     Setting("redis_fallback_1", ("REDIS_FALLBACK_1",), None,
-            "second Redis, used when the primary is unreachable"),
+            "second Redis, used when the primary is unreachable", _redis_url),
     Setting("connect_timeout", ("CFN_CONNECT_TIMEOUT",), defaults.CONNECT_TIMEOUT_S,
-            "seconds to wait for a Redis connection", _positive_float),
+            "seconds to wait for a Redis connection", _seconds),
     Setting("retries", ("CFN_RETRIES",), defaults.RETRIES,
-            "retries of a Redis command after a connection error", _non_negative_int),
+            "retries of connecting to Redis (0: fail at once, and never reconnect)",
+            _non_negative_int),
+    Setting("reconnect_window", ("CFN_RECONNECT_WINDOW",), defaults.RECONNECT_WINDOW_S,
+            "seconds a lost Redis connection is tried again (waits: until their deadline)",
+            _seconds),
     Setting("key_ttl", ("CFN_KEY_TTL",), defaults.KEY_TTL_S,
-            "seconds signals, results and completions live after their last write",
-            _positive_int),
+            "seconds signals, results and completions live after their last write", _ttl),
     Setting("max_payload", ("CFN_MAX_PAYLOAD",), defaults.MAX_PAYLOAD_BYTES,
             "largest value, payload or result accepted, in bytes", _positive_int),
     Setting("agent_image", ("CFN_AGENT_IMAGE",), defaults.AGENT_IMAGE,
@@ -238,6 +272,20 @@ def without_credentials(url: str) -> str:
     return url.replace(netloc, netloc.rsplit("@", 1)[1], 1) if "@" in netloc else url
 
 
+def ensure_home(home: Path) -> Path:
+    """The state directory, created if need be and kept owner-only (0700, whatever the umask):
+    it holds the database, the embedded Redis's admin password and the agents' logs. One
+    an older cfn left open to others is closed too."""
+    try:
+        status = home.stat()
+    except FileNotFoundError:
+        home.mkdir(parents=True, exist_ok=True)
+        status = home.stat()
+    if status.st_mode & 0o077 and status.st_uid == os.getuid():
+        home.chmod(0o700)
+    return home
+
+
 def find_root(start: Path) -> Path:
     """The nearest directory at or above `start` holding cfn.toml, .cfn or .git."""
     for directory in (start, *start.parents):
@@ -272,12 +320,22 @@ def _read_file(path: Path) -> dict[str, object]:
 def _parse(setting: Setting, raw: object, source: str) -> object:
     if isinstance(raw, (list, tuple)):
         raw = ",".join(map(str, raw))
-    if setting.parse is str:
-        return str(raw)
     try:
+        str(raw).encode()  # bytes that are not UTF-8 arrive as lone surrogates
         return setting.parse(str(raw))
-    except ValueError as exc:
-        raise InvalidInput(f"{setting.name} from {source} is {raw!r}: {exc}") from None
+    except ValueError as exc:  # UnicodeEncodeError included
+        raise InvalidInput(f"{setting.name} from {source} is {_shown(setting, raw)}: {exc}"
+                           ) from None
+
+
+def _shown(setting: Setting, raw: object) -> str:
+    """A refused value as an error may say it: a secret, or a URL's credentials, masked."""
+    if setting.secret:
+        return "****"
+    import re
+
+    return re.sub(r"://[^/@]*@", "://****@", repr(raw)) if setting.parse is _redis_url \
+        else repr(raw)
 
 
 def resolve(
@@ -355,6 +413,13 @@ def _merge_provider(table: dict, name: str, fields: object, where: str,
         sources[f"providers.{name}.{attribute}"] = where
 
 
+def check_flags(flags: Mapping[str, object]) -> None:
+    """Refuse a setting given as a flag that cannot be honoured (InvalidInput)."""
+    for name, value in flags.items():
+        if value is not None:
+            _parse(_BY_NAME[name], value, "flag --" + name.replace("_", "-"))
+
+
 def _lookup(setting, flags, env, file_values, config_path) -> tuple[object, str]:
     if setting.name in flags:
         return flags[setting.name], "flag --" + setting.name.replace("_", "-")
@@ -368,7 +433,23 @@ def _lookup(setting, flags, env, file_values, config_path) -> tuple[object, str]
 
 def _home(env, file_values, root: Path, config_path: Path) -> tuple[Path, str]:
     if env.get("CFN_HOME"):
-        return Path(env["CFN_HOME"]).resolve(), "env CFN_HOME"
-    if "home" in file_values:
-        return (root / str(file_values["home"])).resolve(), f"file {config_path}"
-    return root / STATE_DIR, "default"
+        home, source = Path(env["CFN_HOME"]).resolve(), "env CFN_HOME"
+    elif "home" in file_values:
+        home, source = (root / str(file_values["home"])).resolve(), f"file {config_path}"
+    else:
+        home, source = root / STATE_DIR, "default"
+    return _usable_home(home, source), source
+
+
+def _usable_home(home: Path, source: str) -> Path:
+    """`home`, if it is (or can become) a directory: refused before anything is written."""
+    try:
+        str(home).encode()
+    except UnicodeEncodeError:
+        raise InvalidInput(f"the state directory from {source} is not valid UTF-8; "
+                           "choose a path in UTF-8") from None
+    existing = next(p for p in (home, *home.parents) if p.exists() or p == p.parent)
+    if not existing.is_dir():
+        raise InvalidInput(f"the state directory {home} (from {source}) cannot be made: "
+                           f"{existing} is not a directory; point it at a directory")
+    return home

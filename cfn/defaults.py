@@ -4,6 +4,7 @@ declared in cfn.config with these as their defaults; the rest are fixed policy."
 # --- settings (cfn.config overrides them) -------------------------------------------------
 CONNECT_TIMEOUT_S = 10.0
 RETRIES = 3
+RECONNECT_WINDOW_S = 60.0  # a connection lost after connecting is retried this long
 KEY_TTL_S = 7 * 24 * 3600  # signals, results, completions, events after their last write
 MAX_PAYLOAD_BYTES = 1024 * 1024
 AGENT_IMAGE = "localhost/cfn-agent:latest"
@@ -15,6 +16,12 @@ DEFAULT_PROVIDER = "kimi"
 COST_PROVIDER = "zai"
 HIGH_COMPLEXITY_PROVIDER = "anthropic"
 ROUTING_OFF_PROVIDER = "anthropic"
+
+# --- input limits ------------------------------------------------------------------------
+# The longest wait, timeout, lease or TTL an option takes: beyond it Redis refuses the expiry
+# or a deadline stops being a time, and a month outlasts any task.
+MAX_SECONDS = 30 * 24 * 3600
+MAX_COUNT = 2**63 - 1  # SQLite's largest integer: counts, iterations and versions stop here
 
 # --- Redis -----------------------------------------------------------------------------
 # No single blocking call holds the socket longer than this; longer waits are made of

@@ -54,7 +54,7 @@ def admin_password(home: Path) -> str:
     except FileNotFoundError:
         import secrets
 
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _make_data_dir(home)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:  # another process made it meanwhile
@@ -172,14 +172,14 @@ def ensure_running(home: Path) -> str:
 
 def start(home: Path) -> Status:
     """Start the server unless one is already accepting; says so on stderr if it started one."""
-    directory = data_dir(home)
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    directory = _make_data_dir(home)
     path = socket_path(home)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     import fcntl
     import logging
 
-    with open(directory / "start.lock", "w") as lock_file:
+    with os.fdopen(os.open(directory / "start.lock", os.O_WRONLY | os.O_CREAT, 0o600),
+                   "w") as lock_file:
         fcntl.flock(lock_file, fcntl.LOCK_EX)
         if accepting(path):
             return status(home)
@@ -191,13 +191,22 @@ def start(home: Path) -> Status:
     return current
 
 
+def _make_data_dir(home: Path) -> Path:
+    """The server's directory in the state directory, both owner-only whatever the umask."""
+    from cfn.config import ensure_home
+
+    directory = data_dir(ensure_home(home))
+    directory.mkdir(exist_ok=True)
+    directory.chmod(0o700)
+    return directory
+
+
 def _launch(home: Path, path: Path) -> None:
     import subprocess  # only when starting: keeps the common path light
 
     directory = data_dir(home)
     if path.exists():
         path.unlink()  # stale socket of a server that died
-    directory.chmod(0o700)
     conf = directory / "redis.conf"
     conf.touch(mode=0o600)  # it holds the admin password
     conf.chmod(0o600)
@@ -230,6 +239,7 @@ def _launch(home: Path, path: Path) -> None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         timeout=START_DEADLINE,
+        umask=0o077,  # its AOF, log and pid files are the owner's alone
     )
     if proc.returncode != 0:
         raise BackendUnavailable(

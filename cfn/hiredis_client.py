@@ -11,10 +11,13 @@ redis:// URLs only (no TLS), no retries: a command is sent once.
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Callable
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import hiredis
+
+from cfn import outage
 
 # The error codes redis-py takes off the front of an error reply's message, and what each
 # is to cfn.backend.unavailable: redis-py's ConnectionError ("connection"),
@@ -25,6 +28,9 @@ _CODES = {"NOAUTH": "auth", "WRONGPASS": "auth", "NOPERM": "permission",
           "ASK": "command", "TRYAGAIN": "command", "MOVED": "command",
           "CLUSTERDOWN": "command", "CROSSSLOT": "command", "MASTERDOWN": "command"}
 _ERR_KINDS = {"max number of clients reached": "connection", "invalid password": "auth"}
+# Replies of a cluster node that did not run the command: its slot is served elsewhere, or
+# by nobody now; in a MULTI, such a reply to a queued command aborts the whole transaction
+_NOT_RUN = ("MOVED", "ASK", "CLUSTERDOWN")
 _CLOSED = "Connection closed by server."  # redis-py's words for it
 
 
@@ -61,6 +67,10 @@ def _refused(reply: object) -> bool:
     """True for an error reply that redis-py raises as a ResponseError (not a connection or
     authentication error)."""
     return isinstance(reply, RedisError) and reply.kind in ("command", "permission")
+
+
+def _not_run(reply: object) -> bool:
+    return isinstance(reply, RedisError) and reply.code in _NOT_RUN
 
 
 def _ok(reply: object) -> object:
@@ -105,45 +115,93 @@ class Commands:
 
 class Client(Commands):
     """One connection. `sent` turns True when a command (not the handshake) went out:
-    from then on a failure must not be retried elsewhere, the command may have run."""
+    from then on a failure must not be retried elsewhere, the command may have run; unless
+    the first commands' replies said a cluster node ran none of them (MOVED, ASK,
+    CLUSTERDOWN). `cluster`: the handshake found a Redis Cluster node."""
 
-    def __init__(self, sock: socket.socket):
-        self._sock = sock
-        self._reader = hiredis.Reader(encoding="utf-8", replyError=reply_error)
+    def __init__(self, dial: Callable[[], socket.socket], handshake: list[tuple],
+                 reconnect_window: float = 0.0):
+        self._dial, self._handshake = dial, handshake
+        self.reconnect_window = reconnect_window
         self.sent = False
+        self.cluster = False
+        self._broken = False
 
     @classmethod
     def connect(cls, url: str, *, username: str | None, password: str | None,
-                connect_timeout: float, socket_timeout: float) -> Client:
+                connect_timeout: float, socket_timeout: float,
+                reconnect_window: float = 0.0) -> Client:
         """A client on `url`, authenticated, on its database, answering PING. Credentials
-        in the URL win over `username` and `password` (as in redis-py's from_url).
-        ValueError for a URL this client does not take; RedisError if Redis does not
-        answer or refuses us."""
+        in the URL win over `username` and `password` (as in redis-py's from_url). A
+        connection lost later is made again for up to `reconnect_window` seconds (outside
+        waits, which retry on their own: cfn.outage). ValueError for a URL this client does
+        not take; RedisError if Redis does not answer or refuses us."""
         where, db, url_user, url_password = parse_url(url)
         username, password = url_user or username, url_password or password
-        client = cls(_open(where, connect_timeout))
-        client._sock.settimeout(socket_timeout)
         handshake: list[tuple] = []
         if username or password:
             handshake.append(("AUTH", username, password or "") if username
                              else ("AUTH", password))
         if db:
             handshake.append(("SELECT", db))
-        handshake.append(("PING",))
+        # answers as PING does, and says the server's mode (no version: RESP2 stays)
+        handshake.append(("HELLO",))
+
+        def dial() -> socket.socket:
+            sock = _open(where, connect_timeout)
+            sock.settimeout(socket_timeout)
+            return sock
+
+        client = cls(dial, handshake, reconnect_window)
+        hello = client._open()
+        client.cluster = dict(zip(hello[::2], hello[1::2], strict=True)).get("mode") == "cluster"
+        return client
+
+    def _open(self) -> object:
+        """A new connection, through the handshake; HELLO's reply."""
+        self._broken = False
         try:
-            for reply in client._call(handshake, sends=False):
+            self._sock = self._dial()
+        except OSError as exc:
+            self._broken = True
+            raise RedisError(f"Error connecting to Redis: {exc}", "connection") from None
+        self._reader = hiredis.Reader(encoding="utf-8", replyError=reply_error)
+        try:
+            replies = self._call(self._handshake, sends=False)
+            for reply in replies:
                 if isinstance(reply, RedisError):
                     raise reply
         except BaseException:
-            client.close()
+            self.close()
             raise
-        return client
+        return replies[-1]
 
     def execute_command(self, *args: object, callback: Callable | None = None) -> object:
-        (reply,) = self._call([args])
+        (reply,) = self._riding([args])
         if isinstance(reply, RedisError):
             raise reply
         return callback(reply) if callback else reply
+
+    def _riding(self, commands: list[tuple]) -> list[object]:
+        """`_call`, on a new connection when one drops, for up to the reconnect window:
+        every command the hot path sends is safe to repeat (signals and appends carry IDs,
+        a taken signal is acknowledged). Inside a wait, the wait retries (cfn.outage)."""
+        first_failure, failures = None, 0
+        while True:
+            try:
+                if self._broken:
+                    self._open()
+                return self._call(commands)
+            except RedisError as exc:
+                if exc.kind != "connection":
+                    raise
+                self._broken = True  # whoever tries next dials again
+                now = time.monotonic()
+                first_failure, failures = first_failure or now, failures + 1
+                outage.failed()
+                if outage.waiting.get() or now - first_failure >= self.reconnect_window:
+                    raise
+                time.sleep(outage.backoff(failures))
 
     def pipeline(self, transaction: bool = True) -> Pipeline:
         if not transaction:
@@ -157,14 +215,18 @@ class Client(Commands):
         """Send `commands` at once and read one reply each (an error reply as a RedisError);
         `sends`: they count as sent (the handshake's do not)."""
         packed = b"".join(hiredis.pack_command(args) for args in commands)
+        first = sends and not self.sent
         self.sent = self.sent or sends
         try:
             self._sock.sendall(packed)
-            return [self._read() for _ in commands]
+            replies = [self._read() for _ in commands]
         except TimeoutError:
             raise RedisError("Timeout reading from socket", "connection") from None
         except OSError as exc:
             raise RedisError(f"Error while talking to Redis: {exc}", "connection") from None
+        if first and any(map(_not_run, replies)):
+            self.sent = False  # nothing ran: the full path may serve it (cfn.cli.fast)
+        return replies
 
     def _read(self) -> object:
         while (reply := self._reader.gets()) is False:
@@ -190,7 +252,7 @@ class Pipeline(Commands):
         """Run the queued commands; their replies, or the first error as redis-py raises
         it (a queued command's error before EXEC's)."""
         queued, self._queued = self._queued, []
-        replies = self._client._call([("MULTI",), *(args for args, _ in queued), ("EXEC",)])
+        replies = self._client._riding([("MULTI",), *(args for args, _ in queued), ("EXEC",)])
         *acks, result = replies[1:]
         errors = []
         for number, (ack, (args, _)) in enumerate(zip(acks, queued, strict=True), 1):

@@ -26,6 +26,27 @@ def signal(task_id: str, channel: str) -> str:
     return f"coord:{_tag(task_id)}:signal:{validate_id(channel, 'channel')}"
 
 
+def signal_sent(task_id: str, channel: str, signal_id: str) -> str:
+    """String: marks a signal as sent, so a retried send after a lost reply is a no-op."""
+    return f"{signal(task_id, channel)}:sent:{signal_id}"
+
+
+def signal_taking(task_id: str, channel: str, waiter: str) -> str:
+    """List: the signal a waiter has taken but not yet acknowledged (at most one)."""
+    return f"{signal(task_id, channel)}:taking:{waiter}"
+
+
+def signal_waiters(task_id: str, channel: str) -> str:
+    """Sorted set: waiters of the channel by the end of their lease (server ms); a signal
+    taken by a waiter whose lease ran out goes back to the head of the channel."""
+    return f"{signal(task_id, channel)}:waiters"
+
+
+def appended(stream_key: str, entry_id: str) -> str:
+    """String: the stream entry an ID'd append made (a retried append returns it)."""
+    return f"{stream_key}:sent:{entry_id}"
+
+
 def results(task_id: str) -> str:
     """Stream: one entry per report (fields agent, status, [confidence], [result], ts)."""
     return f"coord:{_tag(task_id)}:results"
@@ -74,7 +95,7 @@ def agent_patterns(task_id: str, *, read_selectors: bool) -> list[str]:
     """
     tag = _tag(task_id)
     writable = [f"context:{tag}:*", f"coord:{tag}:signal:*", f"lock:{tag}:*",
-                f"coord:{tag}:results"]
+                f"coord:{tag}:results", f"coord:{tag}:results:sent:*"]
     readable = [f"%R~{pattern}" for pattern in task_patterns(task_id)] if read_selectors else []
     return [*writable, *readable]
 

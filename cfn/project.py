@@ -128,7 +128,8 @@ class Project:
 
     @property
     def redis(self) -> redis.Redis:
-        """A client on the first Redis of the target that answered; connects once."""
+        """A client on the first Redis of the target that answered (on a node of a Redis
+        Cluster, redis-py's cluster client with the same API: cfn.cluster); connects once."""
         if self._redis is None:
             from cfn.backend import connect
 
@@ -201,7 +202,7 @@ class Project:
         """Take the oldest signal, waiting up to `timeout` s (TimedOut after that)."""
         from cfn.coordination import signals
 
-        return signals.wait(self.redis, task_id, channel, timeout=timeout)
+        return signals.wait(self.redis, task_id, channel, timeout=timeout, ttl=self.key_ttl)
 
     @_backend_errors
     def report(self, task_id: str, agent_id: str, *, status: str = "success",
@@ -275,9 +276,19 @@ class Project:
 
     @_backend_errors
     def latest_decision(self, task_id: str) -> Decision | None:
+        """The task's latest decision in Redis, once any that SQLite holds unpublished (its
+        process was killed in between) is published."""
         from cfn.coordination import decisions
 
+        self._publish_decisions(task_id)
         return decisions.latest(self.redis, task_id)
+
+    def _publish_decisions(self, task_id: str) -> None:
+        from cfn import history
+        from cfn.db import db_path
+
+        if db_path(self.home).exists():  # no database, nothing recorded: none is created
+            history.publish_pending(self.redis, self.sqlite, task_id, ttl=self.key_ttl)
 
     def history(self, task_id: str) -> dict | None:
         """Everything the database recorded about a task (works with Redis gone)."""
@@ -316,3 +327,13 @@ class Project:
         from cfn.loop.engine import Loop
 
         return Loop(self, spec).run()
+
+    @_backend_errors
+    def ended_loop(self, task_id: str) -> LoopReport | None:
+        """The final report of the task's loop if it ended (PROCEED, ABORT, the iteration
+        limit or the budget), None if it runs or was never run; publishes what its
+        orchestrator recorded but did not publish."""
+        from cfn.loop.engine import ended_report
+
+        self._publish_decisions(task_id)
+        return ended_report(self, task_id)

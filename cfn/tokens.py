@@ -7,6 +7,7 @@ A token verifies offline with nothing but the secret.
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 import time
@@ -14,6 +15,7 @@ import uuid
 from pathlib import Path
 
 from cfn import validate
+from cfn.config import ensure_home
 from cfn.errors import InvalidInput, NegativeOutcome
 from cfn.ids import validate_id
 
@@ -34,7 +36,7 @@ def signing_secret(configured: str | None, home: Path) -> str:
             )
         return configured
     path = home / SECRET_FILE
-    home.mkdir(parents=True, exist_ok=True)
+    ensure_home(home)
     try:
         # O_EXCL: of two processes creating it at once, one writes and both read the same
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -67,7 +69,8 @@ def issue(secret: str, *, agent_id: str, task_id: str, ttl: float = 3600,
         "aud": AUDIENCE,
         "iss": ISSUER,
         "iat": now,
-        "exp": now + int(validate.positive_seconds(ttl, "ttl")),
+        # whole seconds, rounded up: a lifetime under one second is one, never none
+        "exp": now + math.ceil(validate.positive_seconds(ttl, "ttl")),
         "jti": uuid.uuid4().hex,
     }
     return jwt.encode(claims, secret, algorithm=ALGORITHM)

@@ -3,35 +3,42 @@
 from __future__ import annotations
 
 import json
-import math
 
+from cfn.defaults import MAX_COUNT, MAX_SECONDS
 from cfn.errors import InvalidInput
 
 
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def timeout(seconds: float, name: str = "timeout") -> float:
-    """A wait in seconds: 0 means check once without blocking."""
-    if not isinstance(seconds, (int, float)) or math.isnan(seconds) or seconds < 0:
-        raise InvalidInput(f"{name} must be 0 or more seconds, got {seconds!r}")
-    if math.isinf(seconds):
-        raise InvalidInput(f"{name} must be finite; give a number of seconds")
+    """A wait in seconds: 0 means check once without blocking. At most MAX_SECONDS: a
+    longer one could not be kept (nan and infinity fail the comparison too)."""
+    if not _number(seconds) or not 0 <= seconds <= MAX_SECONDS:
+        raise InvalidInput(f"{name} must be 0 to {MAX_SECONDS} seconds (30 days), "
+                           f"got {seconds!r}")
     return float(seconds)
 
 
 def positive_seconds(seconds: float, name: str) -> float:
-    if not isinstance(seconds, (int, float)) or not 0 < seconds < math.inf:
-        raise InvalidInput(f"{name} must be a number of seconds greater than 0, got {seconds!r}")
+    """A lease or lifetime in seconds: more than 0, at most MAX_SECONDS."""
+    if not _number(seconds) or not 0 < seconds <= MAX_SECONDS:
+        raise InvalidInput(f"{name} must be more than 0 and at most {MAX_SECONDS} seconds "
+                           f"(30 days), got {seconds!r}")
     return float(seconds)
 
 
-def positive_int(value: int, name: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise InvalidInput(f"{name} must be a whole number greater than 0, got {value!r}")
+def positive_int(value: int, name: str, maximum: int = MAX_COUNT) -> int:
+    """A whole number from 1 to `maximum` (by default the largest SQLite stores)."""
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= maximum:
+        raise InvalidInput(f"{name} must be a whole number from 1 to {maximum}, got {value!r}")
     return value
 
 
 def fraction(value: float, name: str) -> float:
     """A number in [0, 1], such as a confidence or a threshold."""
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
+    if not _number(value) or not 0 <= value <= 1:  # nan and infinity fail it too
         raise InvalidInput(f"{name} must be a number from 0 to 1, got {value!r}")
     return float(value)
 
@@ -54,6 +61,27 @@ def json_text(text: str, name: str) -> object:
         raise InvalidInput(
             f"{name} is not valid JSON ({exc}); quote it, e.g. '{{\"k\": 1}}'"
         ) from None
+    except RecursionError:  # Python's parser recurses once per level
+        raise InvalidInput(f"{name} is nested too deeply to read (about 1,000 levels at "
+                           "most); flatten it, or store it in a file and pass the file's "
+                           "path") from None
+
+
+def text_args(args: list[str]) -> list[str]:
+    """Command-line arguments that are text. Python keeps bytes that are not UTF-8 as lone
+    surrogates, which Redis, JSON and SQLite cannot take, and a NUL (from a caller in
+    Python: no command line has one) ends a path or an argv early: both are refused."""
+    for number, arg in enumerate(args, 1):
+        try:
+            arg.encode()
+        except UnicodeEncodeError:
+            shown = arg.encode(errors="surrogateescape").decode(errors="backslashreplace")
+            raise InvalidInput(f"argument {number} ({shown}) is not valid UTF-8; pass text "
+                               "in UTF-8, or encode binary data first (e.g. base64)") from None
+        if "\0" in arg:
+            raise InvalidInput(f"argument {number} ({arg!r}) holds a NUL character; "
+                               "remove it")
+    return args
 
 
 def choice(value: str, allowed: tuple[str, ...], name: str) -> str:

@@ -25,7 +25,7 @@ def test_wait_blocks_on_server_and_wakes_on_send(r):
     thread = threading.Thread(target=waiter)
     thread.start()
     deadline = time.monotonic() + 10
-    while not any(c.get("cmd") == "blpop" for c in r.client_list()):
+    while not any(c.get("cmd") in ("blpop", "blmove") for c in r.client_list()):
         assert time.monotonic() < deadline, "waiter never blocked on BLPOP"
         time.sleep(0.01)
     sent_at = time.monotonic()

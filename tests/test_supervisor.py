@@ -64,6 +64,9 @@ def test_a_killed_supervisor_takes_its_agents_with_it_and_is_recorded(cfn, r, sa
     assert later["supervisor_pid"] != spawned["supervisor_pid"]
     code, waited = wait(cfn, "T1", "orphan-1", timeout="5", env=env)
     assert code == 1 and waited["records"]["orphan-1"]["status"] == "lost"
+    # reported failed, as any agent that ended without a report of its own
+    (fields,) = [f for _, f in r.xrange("coord:{T1}:results") if f["agent"] == "orphan-1"]
+    assert fields["status"] == "failure"
     assert not r.exists(keys.heartbeat("T1", "orphan-1"))  # respawnable at once
     assert not [u for u in r.acl_users() if u.startswith("cfn-T1-orphan-1")]
     assert not leftovers("sleep 300")

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from cfn import defaults, keys
+from cfn import defaults, keys, outage
 from cfn.agents import runs
 from cfn.coordination import agents as agent_state
-from cfn.coordination import completion, streams
+from cfn.coordination import streams
 from cfn.errors import NegativeOutcome
 
 if TYPE_CHECKING:
@@ -25,12 +25,12 @@ if TYPE_CHECKING:
 
 
 def is_lost(project: Project, row: dict) -> bool:
-    """A live-looking run whose supervisor no longer beats."""
-    if row["status"] not in runs.LIVE or \
+    """A live-looking run whose supervisor no longer beats (given a heartbeat's time to
+    come back after Redis was out of reach: heartbeats lapse while it is)."""
+    if row["status"] not in runs.LIVE or outage.seen_within(defaults.HEARTBEAT_TTL_S) or \
             agent_state.heartbeat(project.redis, row["task_id"], row["agent_id"]):
         return False
-    started = datetime.fromisoformat(row["started_at"].replace("Z", "+00:00")).timestamp()
-    return time.time() - started > defaults.STARTUP_GRACE_S or row["status"] == "running"
+    return time.time() - _started(row) > defaults.STARTUP_GRACE_S or row["status"] == "running"
 
 
 def with_liveness(project: Project, rows: list[dict]) -> list[dict]:
@@ -43,18 +43,33 @@ def with_liveness(project: Project, rows: list[dict]) -> list[dict]:
 
 
 def mark_lost(project: Project, row: dict) -> None:
-    """Record a run whose supervisor died as failed, in SQLite and in the completion stream,
-    and remove its Redis user (its agent died with the supervisor)."""
+    """Record a run whose supervisor died as failed where a finished run is recorded:
+    SQLite, then a failure report (unless the agent reported during this run) and the
+    completion record (its phase's stream) together; and remove its Redis user (its agent
+    died with the supervisor)."""
     runs.finish(project.sqlite, row["id"], status="lost", exit_code=None, confidence=None,
                 handle=row["handle"])
+    r, task_id, agent_id = project.redis, row["task_id"], row["agent_id"]
     if row.get("acl_user"):
-        agent_state.delete_user(project.redis, row["acl_user"])
-    record = {"status": "lost", "run_id": row["id"], "agent_id": row["agent_id"],
-              "task_id": row["task_id"], "error": "supervisor died; agent state unknown"}
-    completion.signal_completion(project.redis, row["task_id"], row["agent_id"],
-                                 status="failure", payload=json.dumps(record),
-                                 phase=row["phase"], ttl=project.key_ttl,
-                                 max_bytes=project.max_payload)
+        agent_state.delete_user(r, row["acl_user"])
+    record = {"status": "lost", "run_id": row["id"], "agent_id": agent_id,
+              "task_id": task_id, "error": "supervisor died; agent state unknown"}
+    report = None if _reported_since(r, task_id, agent_id, _started(row)) else {
+        "status": "failure", "confidence": None, "result": {"status": "lost"}}
+    agent_state.finish(r, task_id, agent_id, status="failure", payload=json.dumps(record),
+                       phase=row["phase"], report=report, ttl=project.key_ttl,
+                       max_bytes=project.max_payload)
+
+
+def _started(row: dict) -> float:
+    return datetime.fromisoformat(row["started_at"].replace("Z", "+00:00")).timestamp()
+
+
+def _reported_since(r, task_id: str, agent_id: str, since: float) -> bool:
+    from cfn.coordination import results
+
+    latest, _ = streams.latest_by_agent(r, keys.results(task_id))
+    return agent_id in latest and results.entry_time(latest[agent_id][0]) >= since
 
 
 @dataclass(frozen=True)
@@ -80,9 +95,11 @@ def wait(project: Project, task_id: str, run_ids: dict[str, int], *, timeout: fl
     key = keys.completion(task_id, phase)
     deadline = time.monotonic() + timeout
     done: dict[str, dict] = {}
-    last_id, block_ms = "0-0", None
+    last_id, block = "0-0", False
     while True:
-        for _stream, entries in r.xread({key: last_id}, block=block_ms) or ():
+        for _stream, entries in streams.read_after(
+                r, key, last_id, deadline, block=block,
+                slice_s=defaults.LIVENESS_CHECK_S) or ():
             for entry_id, fields in entries:
                 last_id = entry_id
                 record = _record(fields)
@@ -99,10 +116,9 @@ def wait(project: Project, task_id: str, run_ids: dict[str, int], *, timeout: fl
             row = runs.latest(project.db, task_id, agent)
             if row and is_lost(project, row):
                 mark_lost(project, row)  # its completion record arrives on the next read
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
+        if deadline - time.monotonic() <= 0:
             return Waited(done, True)
-        block_ms = streams.block_ms(min(defaults.LIVENESS_CHECK_S, remaining))
+        block = True
 
 
 def _record(fields: dict[str, str]) -> dict:

@@ -58,11 +58,12 @@ def finish(db: Database | sqlite3.Connection, run_id: int, *, status: str,
             [status, exit_code, confidence, handle, run_id],
         )
         if any(v is not None for v in (input_tokens, output_tokens, cost_usd)):
-            db.execute(
+            db.execute(  # once per run, however often its end is recorded
                 "INSERT INTO cost_ledger (task_id, agent_id, run_id, provider, model,"
                 " input_tokens, output_tokens, cost_usd) SELECT task_id, agent_id, id, provider,"
-                " model, ?, ?, ? FROM agents WHERE id = ?",
-                [input_tokens, output_tokens, cost_usd, run_id],
+                " model, ?, ?, ? FROM agents WHERE id = ? AND NOT EXISTS (SELECT 1 FROM"
+                " cost_ledger WHERE run_id = ?)",
+                [input_tokens, output_tokens, cost_usd, run_id, run_id],
             )
 
 

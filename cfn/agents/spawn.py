@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from cfn import keys, routing, tokens, validate
 from cfn.agents import profiles, runs, runtimes, supervision
 from cfn.agents.runtimes import RUNTIMES
-from cfn.config import Config, mask_url, without_credentials
+from cfn.config import Config, ensure_home, mask_url, without_credentials
 from cfn.coordination import agents as agent_state
 from cfn.errors import InvalidInput
 from cfn.ids import validate_id
@@ -168,7 +168,7 @@ def _launch(project: Project, request: SpawnRequest, profile: profiles.Profile,
             workspace: Path, route: routing.Route, provider: str | None, secret: str,
             acl_user: agent_state.RedisUser | None) -> Spawned:
     config, r = project.config, project.redis
-    log_dir = config.home / "agents" / request.task_id
+    log_dir = ensure_home(config.home) / "agents" / request.task_id
     log_dir.mkdir(parents=True, exist_ok=True)
     model = routing.model_for(provider, profile.provider, profile.model, config.providers) \
         if provider else None

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import IO
 
+from cfn.config import ensure_home
 from cfn.embedded import accepting, short_socket_path
 from cfn.errors import BackendUnavailable
 
@@ -44,7 +45,8 @@ def log_path(home: Path) -> Path:
 
 def hold(home: Path) -> IO | None:
     """The supervisor's lock, held while it accepts agents; None if another holds it."""
-    lock = open(state_dir(home) / "lock", "w")  # noqa: SIM115 - held for the process's life
+    # held for the process's life
+    lock = os.fdopen(os.open(state_dir(home) / "lock", os.O_WRONLY | os.O_CREAT, 0o600), "w")
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -102,7 +104,7 @@ def _start(home: Path) -> None:
     """Start a supervisor and wait until one (it, or a rival's) accepts."""
     from cfn.agents.isolation import inherited
 
-    directory = state_dir(home)
+    directory = state_dir(ensure_home(home))
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     socket_path(home).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(log_path(home), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)

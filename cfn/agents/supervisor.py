@@ -37,7 +37,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from cfn import defaults, routing
+from cfn import defaults, outage, routing
 from cfn.agents import isolation, runs, runtimes, supervision
 from cfn.agents import outcome as outcomes
 from cfn.agents.profiles import parse as parse_profile
@@ -48,6 +48,7 @@ from cfn.exit import leave
 from cfn.project import Project
 
 log = logging.getLogger("cfn.supervisor")
+RECORD_TRIES = 60  # each try rides out the reconnect window: an hour at the default
 
 
 class AgentRun:
@@ -140,7 +141,7 @@ class AgentRun:
             provider, run_id = None, self.spec["run_id"]
             result = outcomes.Outcome(status="failure", error=f"supervisor failed: {exc}")
         self.beat = None
-        await supervisor.record(self.finish, run_id, provider, result)
+        await supervisor.record_patiently(self.finish, run_id, provider, result)
 
     async def attempts(self, supervisor: Supervisor
                        ) -> tuple[str | None, int, outcomes.Outcome]:
@@ -271,6 +272,21 @@ class Supervisor:
     async def record(self, work, *args):
         """Run Redis and SQLite work in the one records thread."""
         return await asyncio.get_running_loop().run_in_executor(self.records, work, *args)
+
+    async def record_patiently(self, work, *args):
+        """`record`, again while Redis stays out of reach (each try already rides out the
+        reconnect window): an agent's completion record is written once Redis is back.
+        `work` must be safe to repeat."""
+        failures = 0
+        while True:
+            try:
+                return await self.record(work, *args)
+            except Exception as exc:
+                failures += 1
+                if not outage.is_connection_error(exc) or failures >= RECORD_TRIES:
+                    raise
+                log.warning("cfn supervisor: Redis out of reach (%s); trying again", exc)
+                await asyncio.sleep(outage.BACKOFF_CAP_S)
 
     # --- requests ----------------------------------------------------------------------
 

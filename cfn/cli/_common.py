@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import click
 
-from cfn import validate
+from cfn import defaults
 from cfn.cli.output import print_json  # noqa: F401  (re-exported: how every command prints JSON)
 from cfn.ids import validate_id
 
@@ -34,18 +35,32 @@ def config_of(ctx: click.Context) -> Config:
     return project_of(ctx).config
 
 
-# Option callbacks validate before any connection is made, so bad input
+# Option types and callbacks validate before any connection is made, so bad input
 # exits 2 without starting a server or writing anything.
 def checked_id(kind: str) -> Callable:
     return lambda _ctx, _param, value: None if value is None else validate_id(value, kind)
 
 
-def checked_timeout(_ctx, param, value: float | None) -> float | None:
-    return None if value is None else validate.timeout(value, param.name)
+class Number(click.FloatRange):
+    """A float in a range that also refuses nan and infinity: click's FloatRange lets nan
+    through (it compares false with both bounds)."""
+
+    def convert(self, value, param, ctx) -> float:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
 
 
-def checked_fraction(_ctx, param, value: float | None) -> float | None:
-    return None if value is None else validate.fraction(value, param.name)
+# Every number an option takes is bounded by what cfn can honour (tests/test_fuzz.py
+# checks that each numeric option declares both bounds).
+SECONDS = Number(min=0, max=defaults.MAX_SECONDS)  # a wait (0 checks once), as validate.timeout
+LEASE = Number(min=0, min_open=True, max=defaults.MAX_SECONDS)  # a lifetime or a time limit
+FRACTION = Number(min=0, max=1)  # a confidence, a threshold, as validate.fraction
+POSITIVE = Number(min=0, min_open=True, max=1e6)  # an amount: a budget in USD, CPUs
+COUNT = click.IntRange(min=1, max=defaults.MAX_COUNT)  # agents, iterations, steps
+VERSION = click.IntRange(min=0, max=defaults.MAX_COUNT)  # a schema version
+TTL = click.IntRange(min=1, max=defaults.MAX_SECONDS)  # whole seconds, as Redis expires keys
 
 
 def task_option(f: Callable) -> Callable:
@@ -70,11 +85,10 @@ def json_option(f: Callable) -> Callable:
 def timeout_option(default: float, what: str) -> Callable:
     return click.option(
         "--timeout",
-        type=float,
+        type=SECONDS,
         default=default,
         show_default=True,
         metavar="SECONDS",
-        callback=checked_timeout,
         help=f"How long to wait for {what}; 0 checks once without waiting. "
         "Exit 3 when it runs out.",
     )

@@ -10,6 +10,9 @@ import click
 
 from cfn import defaults
 from cfn.cli._common import (
+    LEASE,
+    POSITIVE,
+    SECONDS,
     checked_id,
     config_of,
     json_option,
@@ -44,10 +47,10 @@ class _TrailingCommand(click.Command):
 @click.option("--prompt", default="", help="The agent's task (Claude agents).")
 @click.option("--workspace", type=click.Path(file_okay=False, path_type=Path),
               help="Directory the agent works in (default: the project root).")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+@click.option("--timeout", type=LEASE, metavar="SECONDS",
               help="Kill the agent after this long (default: the profile's).")
 @click.option("--memory", help="Memory limit, e.g. 1g (container, kubernetes).")
-@click.option("--cpus", type=click.FloatRange(min=0, min_open=True), help="CPU limit.")
+@click.option("--cpus", type=POSITIVE, help="CPU limit.")
 @click.option("--image", help="Container image (default: agent_image setting).")
 @click.option("--network", help="Container network, e.g. the task's compose network.")
 @click.option("--complexity", type=click.Choice(["low", "normal", "high"]),
@@ -249,7 +252,7 @@ def stop(ctx, agent_id, task_id) -> None:
 @click.argument("agent_ids", nargs=-1, callback=lambda c, p, v: [checked_id("agent ID")(c, p, a)
                                                                  for a in v])
 @task_option
-@click.option("--timeout", type=click.FloatRange(min=0), default=3600, show_default=True,
+@click.option("--timeout", type=SECONDS, default=3600, show_default=True,
               metavar="SECONDS", help="Stop waiting after this long (exit 3).")
 @json_option
 @click.pass_context

@@ -12,7 +12,9 @@ import sys
 
 import click
 
+from cfn import validate
 from cfn.cli.output import failed
+from cfn.config import check_flags
 from cfn.errors import ExitCode
 from cfn.exit import leave
 
@@ -70,7 +72,9 @@ def cli(ctx: click.Context, redis_url: str | None) -> None:
     2 bad input, 3 timed out, 4 Redis unreachable or refused us.
     Set CFN_DEBUG=1 to see tracebacks.
     """
-    ctx.obj = {"flags": {"redis_url": redis_url}}
+    flags = {"redis_url": redis_url}
+    check_flags(flags)  # even a command that never connects refuses a malformed one
+    ctx.obj = {"flags": flags}
 
 
 def _log_to_stderr() -> None:
@@ -93,9 +97,11 @@ def main(argv: list[str] | None = None) -> None:
 
 def run(argv: list[str] | None = None) -> int:
     """Run one command; its exit code (errors are said on stderr, once, here)."""
+    args = sys.argv[1:] if argv is None else list(argv)
     try:
+        validate.text_args(args)
         # without standalone mode click returns ctx.exit()'s code instead of raising it
-        code = cli.main(args=argv, prog_name="cfn", standalone_mode=False)
+        code = cli.main(args=args, prog_name="cfn", standalone_mode=False)
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.ClickException as exc:

@@ -6,6 +6,7 @@ import click
 
 from cfn.cli import hot
 from cfn.cli._common import (
+    COUNT,
     agent_option,
     checked_id,
     json_option,
@@ -44,7 +45,7 @@ def signal_(ctx, task_id, agent_id, status, payload, phase, as_json) -> None:
 
 @completion.command()
 @task_option
-@click.option("--expected", type=click.IntRange(min=1), required=True, help="Agents expected.")
+@click.option("--expected", type=COUNT, required=True, help="Agents expected.")
 @timeout_option(600, "the agents")
 @phase_option
 @json_option

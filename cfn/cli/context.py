@@ -6,6 +6,7 @@ import click
 
 from cfn.cli import hot
 from cfn.cli._common import (
+    TTL,
     checked_id,
     json_option,
     print_json,
@@ -28,7 +29,7 @@ def context() -> None:
 @task_option
 @key_option
 @click.option("--value", required=True, help="The value (any text, e.g. JSON).")
-@click.option("--ttl", type=int, metavar="SECONDS", help="Expire after this many seconds.")
+@click.option("--ttl", type=TTL, metavar="SECONDS", help="Expire after this many seconds.")
 @json_option
 @click.pass_context
 def store(ctx, task_id: str, key: str, value: str, ttl: int | None, as_json: bool) -> None:

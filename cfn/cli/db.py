@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cfn.cli._common import config_of, json_option, print_json
+from cfn.cli._common import COUNT, VERSION, config_of, json_option, print_json
 
 
 def _connect(ctx):
@@ -47,7 +47,7 @@ def status(ctx, as_json: bool) -> None:
 
 
 @db.command(name="migrate")
-@click.option("--to", type=click.IntRange(min=0), help="Stop at this version.")
+@click.option("--to", type=VERSION, help="Stop at this version.")
 @click.pass_context
 def migrate_(ctx, to: int | None) -> None:
     """Apply pending migrations (commands that use the DB do this themselves)."""
@@ -58,8 +58,8 @@ def migrate_(ctx, to: int | None) -> None:
 
 
 @db.command()
-@click.option("--steps", type=int, help="Undo this many migrations (default 1).")
-@click.option("--to", type=int, help="Undo every migration above this version.")
+@click.option("--steps", type=COUNT, help="Undo this many migrations (default 1).")
+@click.option("--to", type=VERSION, help="Undo every migration above this version.")
 @click.option("--dry-run", is_flag=True, help="Show what would be undone, change nothing.")
 @click.pass_context
 def rollback(ctx, steps: int | None, to: int | None, dry_run: bool) -> None:
@@ -70,6 +70,8 @@ def rollback(ctx, steps: int | None, to: int | None, dry_run: bool) -> None:
     """
     from cfn.db import migrate
 
+    if steps is not None and to is not None:  # said before the database is opened
+        raise click.UsageError("give --steps or --to, not both")
     database = _connect(ctx)
     plan = migrate.rollback_plan(database, steps=steps, to=to)
     if dry_run:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from cfn.cli._common import (
-    checked_fraction,
+    COUNT,
+    FRACTION,
     checked_id,
     json_option,
     print_json,
@@ -25,9 +26,9 @@ def decision() -> None:
 @task_option
 @click.option("--decision", "verdict", type=click.Choice(decisions.DECISIONS), required=True,
               help="The product owner's verdict.")
-@click.option("--iteration", type=click.IntRange(min=1), help="Loop iteration it decides.")
+@click.option("--iteration", type=COUNT, help="Loop iteration it decides.")
 @click.option("--agent-id", callback=checked_id("agent ID"), help="Who decided.")
-@click.option("--confidence", type=float, callback=checked_fraction, help="0 to 1, if known.")
+@click.option("--confidence", type=FRACTION, help="0 to 1, if known.")
 @click.option("--reason", help="Why, in a sentence.")
 @json_option
 @click.pass_context

@@ -35,10 +35,12 @@ def demo(ctx, directory: Path | None, keep_redis: bool, as_json: bool) -> None:
     streams on stderr; the project, its database and logs stay for you to read.
     """
     from cfn import embedded
+    from cfn.config import resolve
     from cfn.demo.project import EPIC, create
     from cfn.loop.spec import LoopSpec
     from cfn.project import Project
 
+    resolve(flags=ctx.find_root().obj["flags"])  # a broken setting is said before anything
     directory = (directory or Path(tempfile.mkdtemp(prefix="cfn-demo-"))).resolve()
     create(directory)
     click.echo(f"cfn demo: a CFN Loop on the sample project in {directory}, run by scripted "

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from cfn import validate
 from cfn.cli import hot
 from cfn.cli.output import failed
+from cfn.defaults import MAX_SECONDS
 from cfn.errors import ExitCode
 from cfn.ids import validate_id
 
@@ -43,6 +44,10 @@ def _id(kind: str) -> Callable[[str], str]:
 
 def _timeout(text: str) -> float:
     return validate.timeout(float(text))
+
+
+def _ttl(text: str) -> int:
+    return validate.positive_int(int(text), "ttl", MAX_SECONDS)
 
 
 def _confidence(text: str) -> float:
@@ -88,7 +93,7 @@ COMMANDS: dict[tuple[str, ...], tuple[Callable, dict[str, Option], dict[str, obj
         {"status": "success", "payload": None, "phase": None}),
     ("context", "store"): (
         hot.context_store,
-        {**EVERY, **KEY, "--value": ("value", str), "--ttl": ("ttl", int)},
+        {**EVERY, **KEY, "--value": ("value", str), "--ttl": ("ttl", _ttl)},
         {"ttl": None}),
     ("context", "get"): (
         hot.context_get,
@@ -134,7 +139,7 @@ def _serve(argv: list[str]) -> int | None:
 def parse(argv: list[str]) -> tuple[Callable, dict[str, object], str | None] | None:
     """(body, its keyword arguments, --redis-url) of a complete, valid hot command; None
     for anything else. A value failing its check raises (ValueError, InvalidInput)."""
-    flags, rest = _options(argv, GLOBAL)
+    flags, rest = _options(validate.text_args(argv), GLOBAL)
     for words, (body, options, defaults) in COMMANDS.items():
         if tuple(rest[:len(words)]) != words:
             continue

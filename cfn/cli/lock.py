@@ -5,8 +5,9 @@ from __future__ import annotations
 import click
 
 from cfn.cli._common import (
+    LEASE,
+    SECONDS,
     checked_id,
-    checked_timeout,
     json_option,
     print_json,
     project_of,
@@ -22,7 +23,7 @@ token_option = click.option(
     help="The token `acquire` printed (or CFN_LOCK_TOKEN).",
 )
 ttl_option = click.option(
-    "--ttl", type=click.FloatRange(min=0, min_open=True), required=True, metavar="SECONDS",
+    "--ttl", type=LEASE, required=True, metavar="SECONDS",
     help="Lease length; the lock frees itself when it runs out.",
 )
 
@@ -41,8 +42,7 @@ def lock() -> None:
 @name_option
 @ttl_option
 @click.option(
-    "--wait", type=float, default=0, show_default=True, metavar="SECONDS",
-    callback=checked_timeout,
+    "--wait", type=SECONDS, default=0, show_default=True, metavar="SECONDS",
     help="Wait this long for the holder to release (exit 3 if it does not).",
 )
 @json_option

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
 from cfn.cli._common import (
+    COUNT,
+    FRACTION,
+    POSITIVE,
     checked_id,
     json_option,
     print_json,
@@ -39,11 +43,11 @@ def loop() -> None:
 @click.option("--loop2-agents", callback=_names, help="Validator profiles (default: "
                                                       "code-reviewer,tester,security-specialist).")
 @click.option("--product-owner", callback=checked_id("profile"), help="Default: product-owner.")
-@click.option("--max-iterations", type=click.IntRange(min=1),
+@click.option("--max-iterations", type=COUNT,
               help="Iteration limit (default: the mode's).")
-@click.option("--gate-threshold", type=click.FloatRange(0, 1),
+@click.option("--gate-threshold", type=FRACTION,
               help="Gate score needed, 0 to 1 (default: the mode's).")
-@click.option("--consensus-threshold", type=click.FloatRange(0, 1),
+@click.option("--consensus-threshold", type=FRACTION,
               help="Validators' consensus needed, 0 to 1 (default: the mode's).")
 @click.option("--runtime", type=click.Choice(["process", "container", "kubernetes"]),
               default="process", show_default=True, help="Where the loop's agents run.")
@@ -53,7 +57,7 @@ def loop() -> None:
 @click.option("--network", help="Container runtime: the agents' network, e.g. the task's "
                                 "compose network (default: agent_network).")
 @click.option("--test-command", help="Shell command whose pass rate is the gate score.")
-@click.option("--budget-usd", type=click.FloatRange(min=0, min_open=True),
+@click.option("--budget-usd", type=POSITIVE,
               help="Stop (exit 1) once agents reported this much cost.")
 @json_option
 @click.pass_context
@@ -83,14 +87,28 @@ def run(ctx, task_id, epic, mode, loop3_agents, loop2_agents, product_owner, max
 @json_option
 @click.pass_context
 def resume(ctx, task_id, as_json) -> None:
-    """Continue TASK's loop after its orchestrator died; finished agents are not run again."""
+    """Continue TASK's loop after its orchestrator died; finished agents are not run again.
+
+    A loop that already ended is left as it is: this says how it ended and exits as it did
+    (0 proceeded, 1 aborted, exhausted or over budget); --json prints its report again.
+    """
     from cfn.loop.store import load_spec
 
-    _run(ctx, load_spec(project_of(ctx).db, task_id), as_json)
+    project = project_of(ctx)
+    ended = project.ended_loop(task_id)
+    if ended is not None:
+        click.echo(f"cfn: {task_id}'s loop already ended: {ended.status} ({ended.reason}); "
+                   "nothing to resume (cfn loop report shows it)", err=True)
+        _finish(ctx, ended, as_json)  # exits
+    _finish(ctx, project.run_loop(load_spec(project.db, task_id)), as_json)
 
 
 def _run(ctx, spec, as_json: bool) -> None:
-    report = project_of(ctx).run_loop(spec)
+    _finish(ctx, project_of(ctx).run_loop(spec), as_json)
+
+
+def _finish(ctx, report, as_json: bool) -> NoReturn:
+    """Print the report (--json) and exit as the loop ended."""
     if as_json:
         print_json(report.to_dict())
     ctx.exit(report.exit_code)

@@ -33,6 +33,22 @@ def failed(exc: Exception) -> int:
     if isinstance(exc, CfnError):
         print(f"cfn: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    if _storage_refused(exc):
+        print(f"cfn: error: the state directory refused a write ({exc}); free space on its "
+              "disk, or make it writable (CFN_HOME says where it is)", file=sys.stderr)
+        return ExitCode.BACKEND
     print(f"cfn: internal error: {type(exc).__name__}: {exc} (CFN_DEBUG=1 shows the traceback)",
           file=sys.stderr)
     return ExitCode.NEGATIVE
+
+
+def _storage_refused(exc: Exception) -> bool:
+    """SQLite or the file system refused to store what cfn writes: a full disk, a read-only
+    mount, a file made read-only (SQLite commits all or nothing: nothing half-written)."""
+    import errno
+
+    if type(exc).__module__ == "sqlite3" and type(exc).__name__ == "OperationalError":
+        said = str(exc)
+        return "full" in said or "readonly" in said or "read-only" in said \
+            or "disk I/O" in said or "unable to open" in said
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EROFS, errno.EDQUOT)

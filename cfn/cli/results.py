@@ -6,8 +6,9 @@ import click
 
 from cfn.cli import hot
 from cfn.cli._common import (
+    COUNT,
+    FRACTION,
     agent_option,
-    checked_fraction,
     json_option,
     print_json,
     project_of,
@@ -25,7 +26,7 @@ from cfn.validate import json_text
 @click.option("--status", type=click.Choice(results.STATUSES), default="success",
               show_default=True, help="Whether the agent's work succeeded.")
 @click.option(
-    "--confidence", type=float, callback=checked_fraction,
+    "--confidence", type=FRACTION,
     help="0 to 1. Omit when unknown: a report without one has none.",
 )
 @click.option("--result", "result_json", metavar="JSON", help="The result, as JSON.")
@@ -39,9 +40,9 @@ def report(ctx, task_id, agent_id, status, confidence, result_json, as_json) -> 
 
 @click.command(name="collect-results")
 @task_option
-@click.option("--expected", type=click.IntRange(min=1), required=True, help="Agents expected.")
+@click.option("--expected", type=COUNT, required=True, help="Agents expected.")
 @click.option(
-    "--threshold", type=float, required=True, callback=checked_fraction,
+    "--threshold", type=FRACTION, required=True,
     help="Fraction of EXPECTED that must succeed: quorum = ceil(expected * threshold).",
 )
 @timeout_option(300, "all expected reports")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from cfn.cli._common import checked_id, config_of, json_option, print_json
+from cfn.cli._common import LEASE, POSITIVE, checked_id, config_of, json_option, print_json
 from cfn.errors import ExitCode
 
 
@@ -22,10 +22,10 @@ def session() -> None:
               help="Directory mounted at /workspace (default: here).")
 @click.option("--repo", help="Clone this git repository (on the host) as the workspace.")
 @click.option("--image", help="Image (default: agent_image setting).")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=3600,
+@click.option("--timeout", type=LEASE, default=3600,
               show_default=True, metavar="SECONDS", help="The session ends by itself then.")
 @click.option("--memory", help="Memory limit, e.g. 1g.")
-@click.option("--cpus", type=click.FloatRange(min=0, min_open=True), help="CPU limit.")
+@click.option("--cpus", type=POSITIVE, help="CPU limit.")
 @click.option("--network", help="Container network.")
 @json_option
 @click.pass_context

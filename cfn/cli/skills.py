@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 
 from cfn.cli._common import (
+    FRACTION,
     agent_option,
-    checked_fraction,
     checked_id,
     config_of,
     json_option,
@@ -67,8 +67,7 @@ def _decision_command(decision: str, summary: str) -> click.Command:
     @click.command(name=decision, help=f"{summary} NAME, recording who and how sure.")
     @name_argument
     @agent_option
-    @click.option("--confidence", type=float, required=True, callback=checked_fraction,
-                  help="0 to 1.")
+    @click.option("--confidence", type=FRACTION, required=True, help="0 to 1.")
     @click.option("--note", help="Free text kept in the history.")
     @json_option
     @click.pass_context
@@ -92,9 +91,8 @@ skills.add_command(_decision_command("escalate", "Escalate"))
 
 @skills.command()
 @name_argument
-@click.option("--risk", type=float, required=True, callback=checked_fraction, help="0 to 1.")
-@click.option("--coverage", type=float, required=True, callback=checked_fraction,
-              help="Test coverage, 0 to 1.")
+@click.option("--risk", type=FRACTION, required=True, help="0 to 1.")
+@click.option("--coverage", type=FRACTION, required=True, help="Test coverage, 0 to 1.")
 @click.option("--agent-id", callback=checked_id("agent ID"), help="Who assessed it.")
 @json_option
 @click.pass_context

@@ -7,6 +7,7 @@ import sys
 import click
 
 from cfn.cli._common import (
+    LEASE,
     agent_option,
     checked_id,
     config_of,
@@ -31,7 +32,7 @@ def token() -> None:
 @token.command()
 @agent_option
 @task_option
-@click.option("--ttl", type=click.FloatRange(min=0, min_open=True), default=3600,
+@click.option("--ttl", type=LEASE, default=3600,
               show_default=True, metavar="SECONDS", help="Lifetime.")
 @click.option("--role", default="agent", show_default=True, callback=checked_id("role"),
               help="Role claim, e.g. agent or operator.")

@@ -11,6 +11,7 @@ import functools
 import json
 import secrets
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -85,13 +86,40 @@ def create_user(r: redis.Redis, task_id: str, agent_id: str) -> RedisUser:
     """An ACL user that may run ordinary commands on its task's keys only, writing only what
     an agent may write (keys.agent_patterns)."""
     user = RedisUser(f"cfn-{task_id}-{agent_id}-{secrets.token_hex(4)}", secrets.token_hex(24))
-    r.acl_setuser(
-        user.username, enabled=True, reset=True, reset_keys=True, reset_channels=True,
-        passwords=[f"+{user.password}"],
-        keys=keys.agent_patterns(task_id, read_selectors=has_read_selectors(r)),
-        commands=["+@all", "-@dangerous", "-@admin"],
-    )
+    patterns = keys.agent_patterns(task_id, read_selectors=has_read_selectors(r))
+    for node in _every_node(r):
+        node.acl_setuser(
+            user.username, enabled=True, reset=True, reset_keys=True, reset_channels=True,
+            passwords=[f"+{user.password}"], keys=patterns,
+            commands=["+@all", "-@dangerous", "-@admin"],
+        )
     return user
+
+
+_DOWN = {"fail", "fail?", "handshake", "noaddr"}  # CLUSTER NODES flags of nodes not serving
+
+
+def _every_node(r: redis.Redis) -> Iterator[redis.Redis]:
+    """`r`; on a Redis Cluster, a client on each node the cluster counts and sees up,
+    masters and replicas: each node keeps its own ACL users, and a replica may be promoted.
+    Asked of CLUSTER NODES, as redis-py's slot map leaves out a replica until it has
+    replicated something."""
+    from redis.cluster import ClusterNode, RedisCluster
+
+    if not isinstance(r, RedisCluster):
+        yield r
+        return
+    for address, node in r.cluster_nodes().items():
+        if not node["connected"] or _DOWN & set(node["flags"].split(",")):
+            continue
+        known = r.get_node(node_name=address)
+        host, port = address.rsplit(":", 1)
+        client = r.get_redis_connection(known or ClusterNode(host, int(port)))
+        try:
+            yield client
+        finally:
+            if known is None:  # a connection of ours, not of the cluster client's
+                client.close()
 
 
 @functools.lru_cache(maxsize=8)  # asked once per Redis and process, not once per spawn
@@ -113,11 +141,13 @@ def lets_anyone_in(url: str) -> bool:
 
 
 def has_read_selectors(r: redis.Redis) -> bool:
-    """Redis 7 (and Valkey) ACLs can grant read-only key patterns (%R~); 6.2 cannot."""
-    version = str(r.info("server").get("redis_version", "0"))
-    return int(version.split(".")[0]) >= 7
+    """Redis 7 (and Valkey) ACLs can grant read-only key patterns (%R~); 6.2 cannot. On a
+    cluster, every node must."""
+    versions = [str(node.info("server").get("redis_version", "0")) for node in _every_node(r)]
+    return all(int(version.split(".")[0]) >= 7 for version in versions)
 
 
 def delete_user(r: redis.Redis, username: str) -> None:
     """Remove the user (its open connections are closed by Redis)."""
-    r.acl_deluser(username)
+    for node in _every_node(r):
+        node.acl_deluser(username)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from cfn import keys, validate
+from cfn import defaults, keys, validate
 from cfn.errors import NegativeOutcome
 
 if TYPE_CHECKING:
@@ -18,7 +18,7 @@ def store(
     name = keys.context(task_id, key)
     validate.payload(value, max_bytes, "value")
     if ttl is not None:
-        validate.positive_int(ttl, "ttl")
+        validate.positive_int(ttl, "ttl", defaults.MAX_SECONDS)
     r.set(name, value, ex=ttl)
 
 

@@ -3,7 +3,9 @@
 `report` appends to the task's results stream; `collect` waits until the
 expected number of agents reported (or the timeout) and reads without
 consuming, so any number of readers see the same results. A report without a
-confidence has none: it never counts towards the mean.
+confidence has none: it never counts towards the mean. Anyone may write the stream (e.g.
+with redis-cli), so readers ignore, with a logged warning, a report whose confidence is
+not a number from 0 to 1: it counts as if it had never been written.
 """
 
 from __future__ import annotations
@@ -51,7 +53,9 @@ def latest_signed(r: redis.Redis, task_id: str, agent_id: str, key: str) -> Repo
     for entry_id, fields in reversed(r.xrange(keys.results(task_id))):
         if fields.get("agent") == agent_id and hmac.compare_digest(
                 fields.get("sig", ""), signature(key, task_id, fields)):
-            return _parse(entry_id, fields)
+            parsed = _parse(task_id, entry_id, fields)
+            if parsed is not None:
+                return parsed
     return None
 
 
@@ -114,43 +118,75 @@ def entry_time(entry_id: str) -> float:
     return int(entry_id.split("-", 1)[0]) / 1000
 
 
-def _parse(entry_id: str, fields: dict[str, str]) -> Report:
-    confidence = fields.get("confidence")
-    result = fields.get("result")
+def _confidence(text: str | None) -> float | None:
+    """A stored confidence; None if the report gave none. ValueError unless it is a number
+    from 0 to 1 (nan, inf, 7 and -1 are not)."""
+    if text in (None, ""):
+        return None
     try:
-        parsed_result = json.loads(result) if result is not None else None
+        value = float(text)
     except ValueError:
-        parsed_result = result  # written by another client as plain text: keep it as is
+        value = math.nan
+    if not 0 <= value <= 1:
+        raise ValueError(f"its confidence {text!r} is not a number from 0 to 1")
+    return value
+
+
+def _result(text: str | None) -> object | None:
+    if text is None:
+        return None
     try:
-        parsed_confidence = float(confidence) if confidence not in (None, "") else None
-    except ValueError:
-        parsed_confidence = None  # unreadable is missing, never a default
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return text  # written by another client as plain text (or too deep): kept as is
+
+
+def _parse(task_id: str, entry_id: str, fields: dict[str, str]) -> Report | None:
+    """The report in a stream entry; None, with a warning saying why, if no reader may
+    trust it."""
+    try:
+        confidence = _confidence(fields.get("confidence"))
+    except ValueError as exc:
+        import logging  # here: the hot commands never need it
+
+        logging.getLogger(__name__).warning(
+            "cfn: ignored report %s of agent %s in %s: %s", entry_id, fields.get("agent"),
+            keys.results(task_id), exc)
+        return None
     return Report(
         entry_id=entry_id,
         agent_id=fields["agent"],
         status=fields.get("status", "success"),
-        confidence=parsed_confidence,
-        result=parsed_result,
+        confidence=confidence,
+        result=_result(fields.get("result")),
         reported_at=entry_time(entry_id),
     )
 
 
+def _latest(r: redis.Redis, task_id: str, **wait) -> tuple[list[Report], bool]:
+    """Each agent's latest report that can be trusted, sorted by agent (one that cannot is
+    skipped, with a warning, as if never written), and whether the wait timed out."""
+    def trusted(entry_id: str, fields: dict[str, str]) -> bool:
+        return _parse(task_id, entry_id, fields) is not None
+
+    latest, timed_out = streams.latest_by_agent(r, keys.results(task_id), keep=trusted,
+                                                **wait)
+    return [_parse(task_id, *latest[agent]) for agent in sorted(latest)], timed_out
+
+
 def read(r: redis.Redis, task_id: str) -> list[Report]:
     """Every agent's latest report, sorted by agent, without waiting or consuming."""
-    latest, _ = streams.latest_by_agent(r, keys.results(task_id))
-    return [_parse(*latest[a]) for a in sorted(latest)]
+    return _latest(r, task_id)[0]
 
 
 def collect(
     r: redis.Redis, task_id: str, *, expected: int, threshold: float, timeout: float
 ) -> Collection:
     """Wait until `expected` agents reported or `timeout` passed, then judge the quorum."""
-    key = keys.results(task_id)
     validate.positive_int(expected, "expected")
     validate.fraction(threshold, "threshold")
     timeout = validate.timeout(timeout)
-    latest, timed_out = streams.latest_by_agent(r, key, expected=expected, timeout=timeout)
-    reports = [_parse(*latest[a]) for a in sorted(latest)]
+    reports, timed_out = _latest(r, task_id, expected=expected, timeout=timeout)
     return judge(task_id, reports, expected=expected, threshold=threshold, timed_out=timed_out)
 
 

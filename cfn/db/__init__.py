@@ -9,6 +9,7 @@ instead of failing, and opening it migrates it forward (cfn.db.migrate).
 from __future__ import annotations
 
 import fcntl
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,7 +33,7 @@ def connect_raw(path: Path) -> sqlite3.Connection:
     For hot paths that only execute statements: an agent's supervisor records
     its run with it and so does not import sqlite-utils (~70 ms of imports).
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _create_private(path)
     # autocommit at the driver level: transactions are explicit (see `immediate`)
     conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None)
     conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
@@ -41,6 +42,15 @@ def connect_raw(path: Path) -> sqlite3.Connection:
     # loss can take the last ones back), and saves an fsync per commit
     conn.execute("PRAGMA synchronous = NORMAL")
     return conn
+
+
+def _create_private(path: Path) -> None:
+    """Create the database file 0600 in an owner-only directory before SQLite opens it:
+    SQLite gives its -wal and -shm files the database file's permissions."""
+    from cfn.config import ensure_home
+
+    ensure_home(path.parent)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
 
 
 def connect(path: Path) -> Database:
@@ -58,7 +68,8 @@ def _in_wal(conn: sqlite3.Connection, path: Path) -> sqlite3.Connection:
         return conn.execute("PRAGMA journal_mode").fetchone()[0]
 
     if mode() != "wal":
-        with open(path.with_name(path.name + ".init-lock"), "w") as lock:
+        lock_path = path.with_name(path.name + ".init-lock")
+        with os.fdopen(os.open(lock_path, os.O_WRONLY | os.O_CREAT, 0o600), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if mode() != "wal":
                 conn.execute("PRAGMA journal_mode = wal")

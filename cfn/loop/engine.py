@@ -5,7 +5,8 @@ Each iteration: Loop 3 implementers in parallel; the gate; Loop 2 validators
 is recorded in SQLite and published in Redis (the seed's keys and an event
 stream). Run and resume are the same code: a phase reuses the runs already
 recorded for its iteration and spawns only what is missing, so agents that
-finished are never run again.
+finished are never run again. A loop that ended keeps its final report
+(`ended_report`), which a resume gives back instead of running anything.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from cfn import defaults, history
 from cfn.agents import lifecycle, profiles, runs
 from cfn.agents.spawn import SpawnRequest, spawn
 from cfn.coordination import decisions, events
+from cfn.db import immediate
 from cfn.errors import InvalidInput
 from cfn.loop import scoring, store
 from cfn.loop.spec import LoopSpec
@@ -28,6 +30,8 @@ if TYPE_CHECKING:
     from cfn.project import Project
 
 log = logging.getLogger(__name__)
+# the decisions that end a loop: its status and exit code
+ENDINGS = {"PROCEED": ("proceeded", 0), "ABORT": ("aborted", 1)}
 REPORT_FORMAT = ('End your answer with one line of JSON: {"confidence": 0.0-1.0, '
                  '"deliverables": ["files you changed"], "feedback": "what is missing"}.')
 
@@ -57,6 +61,10 @@ class LoopReport:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict) -> LoopReport:
+        return cls(**{**data, "iterations": [Iteration(**it) for it in data["iterations"]]})
+
 
 class Loop:
     """One task's loop on a project; progress goes to the `cfn.loop.engine` logger."""
@@ -73,12 +81,17 @@ class Loop:
     # --- the loop --------------------------------------------------------------
 
     def run(self) -> LoopReport:
-        store.save_task(self.project.db, self.spec, "running")
-        done = self._decided_iterations()
+        """Run the loop to its end, after the iterations already decided (a resume)."""
+        project, task_id = self.project, self.spec.task_id
+        store.save_task(project.db, self.spec, "running")
+        history.publish_pending(project.redis, project.db, task_id, ttl=project.key_ttl)
+        done = decided_iterations(project, task_id)
         feedback = done[-1].feedback if done else []
         self.event("loop_start", len(done) + 1, {"mode": self.spec.mode,
                                                  "gate": self.spec.gate,
                                                  "consensus": self.spec.consensus})
+        if done and done[-1].decision in ENDINGS:  # decided, but died before it ended
+            return self._end(*ENDINGS[done[-1].decision], done[-1].reason, done)
         for number in range(len(done) + 1, self.spec.iterations + 1):
             if self._over_budget():
                 return self._end("over-budget", 1, f"budget of {self.spec.budget_usd} USD spent",
@@ -86,10 +99,8 @@ class Loop:
             iteration = self.iteration(number, feedback)
             self._record(iteration)
             done.append(iteration)
-            if iteration.decision == "PROCEED":
-                return self._end("proceeded", 0, iteration.reason, done)
-            if iteration.decision == "ABORT":
-                return self._end("aborted", 1, iteration.reason, done)
+            if iteration.decision in ENDINGS:
+                return self._end(*ENDINGS[iteration.decision], iteration.reason, done)
             feedback = iteration.feedback
         if self._over_budget():
             return self._end("over-budget", 1, f"budget of {self.spec.budget_usd} USD spent", done)
@@ -165,7 +176,7 @@ class Loop:
                       for n in profile_names) + defaults.LOOP_WAIT_MARGIN_S
 
         def report(agent: str, record: dict) -> None:
-            confidence = record.get("confidence")
+            confidence = scoring.confidence(record)
             log.info(f"[{self.spec.task_id} #{number}]   {agent}: {record.get('status')}"
                      f"{'' if confidence is None else f' (confidence {confidence:.2f})'}")
             self.event("agent_done", number, {"agent": agent, "phase": phase,
@@ -221,21 +232,21 @@ class Loop:
         events.append(self.project.redis, self.spec.task_id, kind, number, data,
                       ttl=self.project.key_ttl)
 
-    def _decided_iterations(self) -> list[Iteration]:
-        return [Iteration(row["iteration"], row["gate_score"], bool(row["gate_passed"]),
-                          row["consensus_score"], bool(row["consensus_passed"]),
-                          row["decision"], row["reason"] or "", row["feedback"])
-                for row in store.decided_iterations(self.project.db, self.spec.task_id)]
-
     def _record(self, it: Iteration) -> None:
-        store.record_iteration(
-            self.project.db, self.spec.task_id, it.number, gate_score=it.gate_score,
-            gate_passed=it.gate_passed, consensus_score=it.consensus_score,
-            consensus_passed=it.consensus_passed, decision=it.decision, feedback=it.feedback,
-            reason=it.reason)
-        history.decide(self.project.redis, self.project.db, decisions.Decision(
-            self.spec.task_id, it.decision, it.number, f"po-{self.spec.product_owner}",
-            None, it.reason), ttl=self.project.key_ttl)
+        """The iteration and its decision in one transaction (a resume never finds one
+        without the other), then the decision published from that record."""
+        project = self.project
+        with immediate(project.db):
+            store.record_iteration(
+                project.db, self.spec.task_id, it.number, gate_score=it.gate_score,
+                gate_passed=it.gate_passed, consensus_score=it.consensus_score,
+                consensus_passed=it.consensus_passed, decision=it.decision,
+                feedback=it.feedback, reason=it.reason)
+            history.record_decision(project.db, decisions.Decision(
+                self.spec.task_id, it.decision, it.number, f"po-{self.spec.product_owner}",
+                None, it.reason))
+        history.publish_pending(project.redis, project.db, self.spec.task_id,
+                                ttl=project.key_ttl)
         self.event("decision", it.number, {"decision": it.decision, "reason": it.reason})
 
     def _cost(self) -> float:
@@ -245,8 +256,30 @@ class Loop:
         return self.spec.budget_usd is not None and self._cost() >= self.spec.budget_usd
 
     def _end(self, status: str, code: int, reason: str, done: list[Iteration]) -> LoopReport:
-        store.save_task(self.project.db, self.spec, status)
         report = LoopReport(self.spec.task_id, status, code, reason, self._cost(), done)
+        store.save_task(self.project.db, self.spec, status, report.to_dict())
         self.event("loop_end", len(done), {"status": status, "reason": reason})
         log.info(f"[{self.spec.task_id}] {status}: {reason}")
         return report
+
+
+def ended_report(project: Project, task_id: str) -> LoopReport | None:
+    """The final report of the task's loop if it ended, else None; rebuilt from the records
+    for a loop that ended before cfn kept reports."""
+    found = store.ended(project.db, task_id)
+    if found is None:
+        return None
+    status, stored = found
+    if stored is not None:
+        return LoopReport.from_dict(stored)
+    done = decided_iterations(project, task_id)
+    return LoopReport(task_id, status, 0 if status == "proceeded" else 1,
+                      done[-1].reason if done else "", runs.total_cost(project.db, task_id), done)
+
+
+def decided_iterations(project: Project, task_id: str) -> list[Iteration]:
+    """The task's iterations that reached a decision, as recorded."""
+    return [Iteration(row["iteration"], row["gate_score"], bool(row["gate_passed"]),
+                      row["consensus_score"], bool(row["consensus_passed"]), row["decision"],
+                      row["reason"] or "", row["feedback"])
+            for row in store.decided_iterations(project.db, task_id)]

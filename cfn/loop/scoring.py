@@ -19,6 +19,21 @@ def mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+def confidence(record: dict) -> float | None:
+    """The record's confidence if it is a number from 0 to 1; None otherwise, with a logged
+    warning: anyone who may write to Redis can have written the record."""
+    value = record.get("confidence")
+    if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)
+                         and 0 <= value <= 1):
+        return value
+    import logging
+
+    logging.getLogger(__name__).warning(
+        "cfn: ignored confidence %r of agent %s: not a number from 0 to 1", value,
+        record.get("agent_id"))
+    return None
+
+
 def succeeded(records: dict[str, dict]) -> list[dict]:
     return [rec for rec in records.values() if rec.get("status") == "success"]
 
@@ -37,7 +52,7 @@ def gate(records: dict[str, dict], threshold: float,
     ok = succeeded(records)
     needed = quorum(len(records), threshold)
     score = test_rate if use_tests else mean(
-        [r["confidence"] for r in ok if r.get("confidence") is not None])
+        [c for r in ok if (c := confidence(r)) is not None])
     measure = "test pass rate" if use_tests else "mean confidence"
     if len(ok) < needed:
         return Verdict(score, False, f"{len(ok)} of {len(records)} implementers succeeded, "
@@ -51,7 +66,7 @@ def gate(records: dict[str, dict], threshold: float,
 
 def consensus(records: dict[str, dict], threshold: float) -> Verdict:
     """The mean validator confidence over a quorum of validators that gave one."""
-    confidences = [r["confidence"] for r in succeeded(records) if r.get("confidence") is not None]
+    confidences = [c for r in succeeded(records) if (c := confidence(r)) is not None]
     needed = quorum(len(records), threshold)
     if len(confidences) < needed or not confidences:
         return Verdict(None, False, f"{len(confidences)} of {len(records)} validators gave a "

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from cfn.loop.spec import LoopSpec
 
 _NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+ENDED = ("proceeded", "aborted", "exhausted", "over-budget")  # a task's status once it ended
 
 
 def ensure_task(db: Database | sqlite3.Connection, task_id: str) -> None:
@@ -25,14 +26,24 @@ def ensure_task(db: Database | sqlite3.Connection, task_id: str) -> None:
     db.execute("INSERT OR IGNORE INTO tasks (id) VALUES (?)", [validate_id(task_id, "task ID")])
 
 
-def save_task(db: Database, spec: LoopSpec, status: str) -> None:
-    """Record the loop's spec and where it stands."""
+def save_task(db: Database, spec: LoopSpec, status: str, report: dict | None = None) -> None:
+    """Record the loop's spec and where it stands (with its final report once it ended)."""
     with immediate(db):
         ensure_task(db, spec.task_id)
         db.execute(
-            f"UPDATE tasks SET epic = ?, mode = ?, spec = ?, status = ?, updated_at = {_NOW}"
-            " WHERE id = ?",
-            [spec.epic, spec.mode, spec.to_json(), status, spec.task_id])
+            f"UPDATE tasks SET epic = ?, mode = ?, spec = ?, status = ?, report = ?,"
+            f" updated_at = {_NOW} WHERE id = ?",
+            [spec.epic, spec.mode, spec.to_json(), status,
+             None if report is None else json.dumps(report), spec.task_id])
+
+
+def ended(db: Database, task_id: str) -> tuple[str, dict | None] | None:
+    """(status, final report) of the task's loop if it ended, else None. The report is None
+    for a loop that ended before cfn kept reports (migration 0005)."""
+    row = next(db.query("SELECT status, report FROM tasks WHERE id = ?", [task_id]), None)
+    if row is None or row["status"] not in ENDED:
+        return None
+    return row["status"], None if row["report"] is None else json.loads(row["report"])
 
 
 def load_spec(db: Database, task_id: str) -> LoopSpec:
@@ -57,13 +68,14 @@ def decided_iterations(db: Database, task_id: str) -> list[dict]:
 def record_iteration(db: Database, task_id: str, number: int, *, gate_score: float | None,
                      gate_passed: bool, consensus_score: float | None, consensus_passed: bool,
                      decision: str, feedback: list[str], reason: str) -> None:
-    with immediate(db):
-        db.execute(
-            "INSERT OR REPLACE INTO loop_iterations (task_id, iteration, gate_score,"
-            " gate_passed, consensus_score, consensus_passed, decision, feedback, reason,"
-            f" finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, {_NOW})",
-            [task_id, number, gate_score, int(gate_passed), consensus_score,
-             int(consensus_passed), decision, json.dumps(feedback), reason])
+    """Record how an iteration ended; call it inside a write transaction (the loop records
+    the decision in the same one)."""
+    db.execute(
+        "INSERT OR REPLACE INTO loop_iterations (task_id, iteration, gate_score,"
+        " gate_passed, consensus_score, consensus_passed, decision, feedback, reason,"
+        f" finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, {_NOW})",
+        [task_id, number, gate_score, int(gate_passed), consensus_score,
+         int(consensus_passed), decision, json.dumps(feedback), reason])
 
 
 def status(db: Database, task_id: str) -> dict | None:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from cfn.config import ensure_home
 from cfn.db import immediate
 from cfn.errors import NegativeOutcome
 from cfn.worktrees import compose, git, ports
@@ -100,7 +101,7 @@ def up(db, root: Path, branch: str, *, base: str | None = None, path: Path | Non
 
 def _write_files(worktree: Worktree, services, volumes) -> None:
     where = Path(worktree.path)
-    (where / ".cfn").mkdir(exist_ok=True)
+    ensure_home(where / ".cfn")
     env = compose.env_vars(worktree.project, worktree.ports)
     (where / ENV_FILE).write_text(compose.env_file_text(env))
     (where / OVERRIDE_FILE).write_text(compose.render_override(

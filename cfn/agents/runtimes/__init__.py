@@ -43,6 +43,16 @@ class RunRequest:
     host_env: Mapping[str, str] = field(default_factory=dict)
 
 
+def open_log(path: Path, text: bool = False):
+    """The agent's log, appended to; created 0600 (the operator's alone, like the whole
+    state directory) whatever the umask."""
+    import os
+
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    return os.fdopen(fd, "a" if text else "ab")
+
+
 class Run(Protocol):
     handle: str  # pid, container ID or job name
 

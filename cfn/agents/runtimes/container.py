@@ -20,7 +20,7 @@ from docker.errors import DockerException, ImageNotFound, NotFound
 from requests.exceptions import ConnectionError as RequestsConnectionError
 from requests.exceptions import ReadTimeout
 
-from cfn.agents.runtimes import RunRequest
+from cfn.agents.runtimes import RunRequest, open_log
 from cfn.errors import BackendUnavailable, InvalidInput
 
 STOP_GRACE_S = 5
@@ -76,7 +76,7 @@ class ContainerRun:
 
 
 def _copy_logs(container, log_path) -> None:
-    with open(log_path, "ab") as log:
+    with open_log(log_path) as log:
         for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=True):
             log.write(chunk)
             log.flush()
@@ -108,7 +108,6 @@ def start(request: RunRequest) -> ContainerRun:
     except ImageNotFound:
         raise InvalidInput(f"image {request.image} not found; build it (docker/Dockerfile.agent)"
                            " or pass --image") from None
-    request.log_path.parent.mkdir(parents=True, exist_ok=True)
     thread = threading.Thread(target=_copy_logs, args=(container, request.log_path), daemon=True)
     thread.start()
     return ContainerRun(container, thread)

@@ -19,8 +19,9 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
-from cfn.agents.runtimes import RunRequest
+from cfn.agents.runtimes import RunRequest, open_log
 
 NAMESPACE_ENV = "CFN_K8S_NAMESPACE"
 TTL_AFTER_FINISHED_S = 600
@@ -149,7 +150,7 @@ class KubernetesRun:
 
     def _copy_logs(self, core) -> None:
         for pod in self._pods(core).items:
-            with contextlib.suppress(Exception), open(self.log_path, "a") as log:
+            with contextlib.suppress(Exception), open_log(Path(self.log_path), text=True) as log:
                 log.write(core.read_namespaced_pod_log(pod.metadata.name, self.namespace))
 
     def kill(self) -> None:

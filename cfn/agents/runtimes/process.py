@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cfn.agents import isolation
-from cfn.agents.runtimes import RunRequest
+from cfn.agents.runtimes import RunRequest, open_log
 
 KILL_GRACE_S = 5.0
 
@@ -89,8 +89,7 @@ def start(request: RunRequest) -> ProcessRun:
             readable=isolation.python_paths(), ro_mounts=request.ro_mounts)
     elif setpriv := shutil.which("setpriv"):
         argv = [setpriv, "--pdeathsig", "KILL", "--", *argv]
-    request.log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(request.log_path, "ab") as log:
+    with open_log(request.log_path) as log:
         process = subprocess.Popen(
             argv, cwd=request.workspace, env=request.env,
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
