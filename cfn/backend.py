@@ -39,6 +39,7 @@ class Target:
     connect_timeout: float = defaults.CONNECT_TIMEOUT_S
     retries: int = defaults.RETRIES  # at connect; 0 also turns reconnecting off
     reconnect_window: float = defaults.RECONNECT_WINDOW_S  # once connected (cfn.outage)
+    agent: bool = False  # connecting as an agent (its own Redis user)
 
     @classmethod
     def of(cls, config: Config) -> Target:
@@ -47,7 +48,8 @@ class Target:
         fallback = (str(config.redis_fallback_1),) if config.redis_fallback_1 else ()
         policy = float(config.connect_timeout), int(config.retries), reconnect_window(config)
         primary = str(config.redis_url) if config.redis_url else embedded.admin_url(config.home)
-        return cls((primary, *fallback), config.redis_username, config.redis_password, *policy)
+        return cls((primary, *fallback), config.redis_username, config.redis_password, *policy,
+                   agent=bool(config.agent_id))
 
     def preferring(self, url: str) -> Target:
         """The same target, trying `url` first (the one a spawner actually reached)."""
@@ -91,7 +93,7 @@ def connect(target: Target) -> tuple[redis.Redis | RedisCluster, str]:
     for index, url in enumerate(target.urls):
         client = _client(target, url)
         try:
-            client.ping()
+            _ping(client, target)
             if cluster.enabled(client):
                 client.close()
                 return _cluster_client(target, url), url
@@ -118,6 +120,28 @@ def connect(target: Target) -> tuple[redis.Redis | RedisCluster, str]:
                 "cfn: Redis %s unreachable (%s); using fallback %s",
                 mask_url(url), exc, mask_url(target.urls[index + 1]))
     raise BackendUnavailable("no Redis URL to connect to; set REDIS_URL")
+
+
+def _ping(client: redis.Redis, target: Target) -> None:
+    """PING; an agent whose password is refused tries again for the reconnect window: a
+    Redis that restarted has lost its user until its supervisor defines it again (the next
+    heartbeat). Anyone else hears of a wrong password at once."""
+    import time
+
+    from redis.exceptions import AuthenticationError
+
+    from cfn import outage
+
+    started, failures = time.monotonic(), 0
+    while True:
+        try:
+            client.ping()
+            return
+        except AuthenticationError:
+            failures += 1
+            if not target.agent or time.monotonic() - started >= target.reconnect_window:
+                raise
+            time.sleep(outage.backoff(failures))
 
 
 def _cluster_client(target: Target, url: str) -> RedisCluster:

@@ -65,19 +65,42 @@ def admin_password(home: Path) -> str:
 
 
 def socket_path(home: Path) -> Path:
-    return short_socket_path(data_dir(home) / "redis.sock", home)
+    """The server's socket, in a directory that holds nothing else (`.cfn/sockets/`, 0711),
+    so agents get the directory bound in, not the file, and reach the server again after it
+    restarts with a new socket. A server an older cfn started keeps its socket in the data
+    directory."""
+    legacy = data_dir(home) / "redis.sock"
+    if legacy.exists() and accepting(legacy):
+        return legacy
+    return short_socket_path(home / "sockets" / "redis.sock", home)
 
 
-def short_socket_path(path: Path, home: Path, suffix: str = "") -> Path:
-    """`path`, or for a state directory too deep for AF_UNIX, a path in the user's own
-    directory of /tmp named after the state directory."""
+def private_dir(path: Path) -> Path:
+    """`path`, a directory made 0700 if need be, checked to be this user's alone and not a
+    link: a socket in it (maybe in the shared /tmp) cannot be someone else's."""
+    import stat
+
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    found = path.lstat()
+    if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.getuid() or \
+            found.st_mode & 0o077:
+        raise BackendUnavailable(f"{path} is not a directory of this user's alone (mode 0700); "
+                                 "remove it, or set CFN_HOME to a shorter path")
+    return path
+
+
+def short_socket_path(path: Path, home: Path) -> Path:
+    """`path`, or for a state directory too deep for AF_UNIX, the same name in a directory
+    of its own in the user's own directory of /tmp, named after the state directory and
+    the socket's directory."""
     if len(str(path)) <= _MAX_SOCKET_PATH:
         return path
     import hashlib
     import tempfile
 
     digest = hashlib.sha256(str(home).encode()).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / f"cfn-{os.getuid()}" / f"{digest}{suffix}.sock"
+    mine = private_dir(Path(tempfile.gettempdir()) / f"cfn-{os.getuid()}")  # /tmp is shared
+    return mine / f"{digest}-{path.parent.name}" / path.name
 
 
 MIN_VERSION = (6, 2)  # the ACL rules cfn writes (`&*`, resetchannels) need it
@@ -174,7 +197,8 @@ def start(home: Path) -> Status:
     """Start the server unless one is already accepting; says so on stderr if it started one."""
     directory = _make_data_dir(home)
     path = socket_path(home)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.chmod(0o711)  # agents in containers (their own user) reach the socket in it
     import fcntl
     import logging
 

@@ -113,6 +113,10 @@ class Commands:
         return self.execute_command("XADD", name, *trim, id, *pairs)
 
 
+def _busy(reply: object) -> bool:
+    return isinstance(reply, RedisError) and reply.kind == "connection"
+
+
 class Client(Commands):
     """One connection. `sent` turns True when a command (not the handshake) went out:
     from then on a failure must not be retried elsewhere, the command may have run; unless
@@ -173,6 +177,7 @@ class Client(Commands):
                     raise reply
         except BaseException:
             self.close()
+            self._broken = True
             raise
         return replies[-1]
 
@@ -191,9 +196,14 @@ class Client(Commands):
             try:
                 if self._broken:
                     self._open()
-                return self._call(commands)
+                replies = self._call(commands)
+                if len(replies) == 1 and _busy(replies[0]):
+                    raise replies[0]  # Redis is loading its data after a restart
+                return replies
             except RedisError as exc:
-                if exc.kind != "connection":
+                # a password refused on a reconnect: a restarted Redis lost an agent's user
+                # until its supervisor defines it again (seconds)
+                if exc.kind != "connection" and not (exc.kind == "auth" and failures):
                     raise
                 self._broken = True  # whoever tries next dials again
                 now = time.monotonic()

@@ -31,6 +31,11 @@ def failed() -> None:
     _last_failure = time.monotonic()
 
 
+def failed_since(moment: float) -> bool:
+    """True if this process failed to reach Redis after `moment` (time.monotonic())."""
+    return _last_failure > moment
+
+
 def seen_within(seconds: float) -> bool:
     """True if this process failed to reach Redis in the last `seconds`: what Redis holds
     with a short TTL (heartbeats) may have lapsed meanwhile, through no one's fault."""

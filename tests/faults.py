@@ -18,9 +18,10 @@ class RestartableRedis:
 
     def __init__(self, directory: Path):
         self.directory = directory
-        self.socket = directory / "redis.sock"
+        # alone in its directory: agents get the directory, and find the restarted server's
+        self.socket = directory / "socket" / "redis.sock"
         self.process: subprocess.Popen | None = None
-        directory.mkdir(parents=True, exist_ok=True)
+        self.socket.parent.mkdir(parents=True, exist_ok=True)
 
     @property
     def url(self) -> str:

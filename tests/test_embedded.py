@@ -30,13 +30,16 @@ def test_first_command_starts_it_and_says_so_once(bare, project):
     assert first.stderr.count("started embedded redis-server") == 1
     second = bare("signal", "wait", "--task-id", "t", "--channel", "c", "--timeout", "5")
     assert (second.returncode, second.stdout, second.stderr) == (0, "hello\n", "")
-    sock = project / ".cfn" / "redis" / "redis.sock"
+    sock = embedded.socket_path(project / ".cfn")
     client = redis.Redis(unix_socket_path=str(sock), decode_responses=True,
                          username=embedded.ADMIN_USER,
                          password=embedded.admin_password(project / ".cfn"))
     assert client.config_get("port")["port"] == "0"  # no TCP listener
     assert client.config_get("appendonly")["appendonly"] == "yes"
-    assert oct(sock.parent.stat().st_mode & 0o777) == "0o700"  # the owner's alone
+    # its own directory lets agents' users through to the socket, listing nothing; the
+    # state directory around it is the owner's alone
+    assert oct(sock.parent.stat().st_mode & 0o777) == "0o711"
+    assert oct(sock.parent.parent.stat().st_mode & 0o777) == "0o700"
 
 
 def test_concurrent_starters_share_one_server(bare, project):
@@ -106,7 +109,7 @@ def test_works_without_a_system_redis(project, tmp_path):
 def test_the_socket_alone_gives_nothing_without_the_admin_password(bare, project):
     assert bare("context", "store", "--task-id", "other", "--key", "k", "--value",
                 "private").returncode == 0
-    sock = project / ".cfn" / "redis" / "redis.sock"
+    sock = embedded.socket_path(project / ".cfn")
     with pytest.raises(redis.exceptions.AuthenticationError):  # the default user is off
         redis.Redis(unix_socket_path=str(sock)).get("context:{other}:k")
     # what an agent stripping its own credentials would try (REDIS_URL pointing at the socket)

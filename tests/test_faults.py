@@ -96,15 +96,21 @@ def test_stream_waits_ride_out_a_redis_restart(aof, r, run, waiting):
 
 
 def test_a_running_agent_outlives_a_redis_restart_and_its_record_lands(aof, r, run):
+    # after the restart the agent reports as its own Redis user, which the restart lost and
+    # its supervisor defined again
+    script = ("import subprocess, sys, time; time.sleep(5); code = subprocess.run([sys.executable,"
+              " '-m', 'cfn', 'report', '--task-id', 'T', '--agent-id', 'calm-1',"
+              " '--confidence', '0.8']).returncode; print('{\"deliverables\": [%d]}' % code)")
     spawned = done(run("spawn-agent", "calm-1", "T", "--profile", "script", "--json", "--",
-                       sys.executable, "-c", "import time; time.sleep(4); "
-                       "print('{\"confidence\": 0.8}')"))
+                       sys.executable, "-c", script))
     assert spawned[0] == 0, spawned[2]
     time.sleep(1)
     aof.restart_after(3).join()  # longer than a heartbeat's refresh, shorter than its TTL
     code, out, err = done(run("agents", "wait", "--task-id", "T", "--timeout", "60", "--json"))
     assert code == 0, err
-    assert json.loads(out)["records"]["calm-1"]["status"] == "success"
+    record = json.loads(out)["records"]["calm-1"]
+    assert (record["status"], record["deliverables"], record["confidence"]) == \
+        ("success", [0], 0.8)
 
 
 def test_a_loop_rides_out_a_redis_restart(aof, r, run, project):
@@ -217,3 +223,13 @@ def test_a_state_directory_that_refuses_writes_is_said_clearly(r, run, small_hom
     assert code == 4 and "state directory refused a write" in err, err
     assert "Traceback" not in err and "internal error" not in err
     assert r.get("coord:{T}:decision") == before  # SQLite first: nothing was published
+
+
+def test_a_lock_whose_reply_is_lost_is_taken_once(r, run, proxy):
+    acquire = ("lock", "acquire", "--task-id", "T", "--ttl", "60", "--json")
+    assert done(run(*acquire, "--name", "warm", url=proxy.url))[0] == 0  # loads the script
+    proxy.lose_reply_to("EVALSHA")
+    code, out, err = done(run(*acquire, "--name", "db", url=proxy.url))
+    assert proxy.dropped == 1 and code == 0, err  # not "held by another holder"
+    held = json.loads(out)
+    assert r.get("lock:{T}:db") == held["token"] and held["fence"] == 1

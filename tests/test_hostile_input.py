@@ -173,9 +173,12 @@ def test_a_timeout_below_redis_resolution_still_ends(cfn, r, timeout, fast):
 
 
 def test_a_token_lifetime_below_one_second_is_rounded_up(cfn):
+    import jwt
+
     issued = cfn("token", "issue", "--agent-id", "a", "--task-id", T, "--ttl", "0.0001")
     assert issued.returncode == 0, issued.stderr
-    assert cfn("token", "verify", input=issued.stdout).returncode == 0  # not born expired
+    claims = jwt.decode(issued.stdout.strip(), options={"verify_signature": False})
+    assert claims["exp"] - claims["iat"] >= 1  # not born expired
 
 
 @pytest.fixture
@@ -218,7 +221,8 @@ def test_the_state_directory_and_its_files_are_the_owners_alone(bare, project):
             assert (home / name).exists() and private(home / name), name
     exposed = [str(p.relative_to(home)) for p in home.rglob("*")
                if not p.is_socket() and not private(p)]  # the socket is 777 by design
-    assert exposed == []
+    # the socket's own directory lets agents' users through (0711), listing nothing
+    assert exposed == ["sockets"] and stat.S_IMODE((home / "sockets").stat().st_mode) == 0o711
 
 
 def test_a_state_directory_an_older_cfn_left_open_is_closed(bare, project):

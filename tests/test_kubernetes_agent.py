@@ -42,7 +42,8 @@ def test_dry_run_prints_a_valid_job_and_its_secret(manifest, project, redis_sock
     assert container.security_context.run_as_non_root is True
     assert container.security_context.allow_privilege_escalation is False
     assert container.security_context.capabilities.drop == ["ALL"]
-    # the Redis socket reaches the pod as a hostPath volume
+    # the Redis socket reaches the pod as a hostPath volume (the file: its directory is
+    # closed to the pod's user)
     mounts = {m.mount_path: m.name for m in container.volume_mounts}
     volumes = {v.name: v.host_path.path for v in pod.volumes}
     assert volumes[mounts["/run/cfn/redis.sock"]] == str(redis_socket)

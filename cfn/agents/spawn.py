@@ -223,7 +223,7 @@ def build_spec(config: Config, request: SpawnRequest, profile: profiles.Profile,
         "runtime": request.runtime, "workspace": str(workspace), "log_path": str(log_path),
         "timeout": timeout, "memory": request.memory or profile.memory,
         "cpus": request.cpus or profile.cpus, "image": request.image or config.agent_image,
-        "network": network, "mounts": mounts, "prompt": request.prompt,
+        "network": network, "mounts": {}, "ro_mounts": mounts, "prompt": request.prompt,
         "sandbox": sandbox, "hidden": [str(config.home)],
         "instructions": profile.instructions.strip(), "command": list(request.command),
         "chain": list(route.chain), "phase": request.phase, "config": config.to_dict(),
@@ -258,9 +258,12 @@ def _server_time(r: redis.Redis) -> float:
 
 def _agent_redis_url(url: str, runtime: str, sandbox: bool,
                      network: str | None) -> tuple[str, dict[str, str]]:
-    """The Redis URL as the agent sees it; a unix socket (which may sit in the hidden state
-    directory) is mounted into containers and sandboxes at /run/cfn/redis.sock. A Redis on
-    this machine's loopback is out of reach of containers and pods on their own network."""
+    """The Redis URL as the agent sees it, and the read-only mounts that make it work: a
+    unix socket (which may sit in the hidden state directory) is mounted into containers and
+    sandboxes under /run/cfn. A socket alone in its directory has the directory mounted, so
+    the agent finds the new socket of a Redis that restarted; otherwise the file is (at
+    /run/cfn/redis.sock either way for the embedded server). A Redis
+    on this machine's loopback is out of reach of containers and pods on their own network."""
     if runtime != "process" and network != "host" and _on_loopback(url):
         from cfn.config import mask_url
 
@@ -272,7 +275,20 @@ def _agent_redis_url(url: str, runtime: str, sandbox: bool,
     if (runtime == "process" and not sandbox) or not url.startswith("unix://"):
         return url, {}
     socket_path = Path(url[len("unix://"):])
+    if _alone_in_reachable_dir(socket_path, runtime):
+        return f"unix:///run/cfn/{socket_path.name}", {str(socket_path.parent): "/run/cfn"}
     return "unix:///run/cfn/redis.sock", {str(socket_path): "/run/cfn/redis.sock"}
+
+
+def _alone_in_reachable_dir(socket_path: Path, runtime: str) -> bool:
+    """True if the socket's directory holds sockets only, and the agent can pass through it
+    (a container's user is not ours)."""
+    try:
+        if runtime != "process" and not socket_path.parent.stat().st_mode & 0o001:
+            return False
+        return all(entry.is_socket() for entry in socket_path.parent.iterdir())
+    except OSError:
+        return False
 
 
 def _on_loopback(url: str) -> bool:

@@ -36,7 +36,7 @@ def state_dir(home: Path) -> Path:
 
 
 def socket_path(home: Path) -> Path:
-    return short_socket_path(state_dir(home) / "supervisor.sock", home, "-supervisor")
+    return short_socket_path(state_dir(home) / "supervisor.sock", home)
 
 
 def log_path(home: Path) -> Path:
@@ -92,12 +92,22 @@ def _exchange(path: Path, message: dict) -> dict:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
         conn.settimeout(ANSWER_TIMEOUT_S)
         conn.connect(str(path))
+        _check_peer(conn, path)  # a spec carries credentials: only our own supervisor gets it
         conn.sendall(json.dumps(message).encode() + b"\n")
         with conn.makefile("rb") as replies:
             line = replies.readline()
     if not line:
         raise EOFError
     return json.loads(line)
+
+
+def _check_peer(conn: socket.socket, path: Path) -> None:
+    import struct
+
+    _pid, uid, _gid = struct.unpack("3i", conn.getsockopt(
+        socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+    if uid != os.getuid():
+        raise BackendUnavailable(f"{path} is served by another user (uid {uid}); remove it")
 
 
 def _start(home: Path) -> None:

@@ -118,7 +118,8 @@ class AgentRun:
         skills_dir, skill_mounts = self.skills(env)
         return runtimes.RunRequest(
             name=f"cfn-{spec['task_id']}-{spec['agent_id']}-{run_id}".lower(),
-            argv=self.argv(provider, skills_dir), env=env, ro_mounts=skill_mounts,
+            argv=self.argv(provider, skills_dir), env=env,
+            ro_mounts={**spec.get("ro_mounts", {}), **skill_mounts},
             workspace=Path(spec["workspace"]), log_path=Path(spec["log_path"]),
             memory=spec["memory"], cpus=spec["cpus"], image=spec["image"],
             network=spec["network"], mounts=spec["mounts"], deadline_s=spec["timeout"],
@@ -141,6 +142,7 @@ class AgentRun:
             provider, run_id = None, self.spec["run_id"]
             result = outcomes.Outcome(status="failure", error=f"supervisor failed: {exc}")
         self.beat = None
+        supervisor.release(self)  # its ID is free once its claim goes (in `finish`)
         await supervisor.record_patiently(self.finish, run_id, provider, result)
 
     async def attempts(self, supervisor: Supervisor
@@ -248,7 +250,8 @@ class AgentRun:
             "status": status, "confidence": result.confidence,
             "result": {"deliverables": result.deliverables, "feedback": result.feedback,
                        "status": result.status}}
-        agent_state.finish(project.redis, spec["task_id"], spec["agent_id"], status=status,
+        agent_state.finish(project.redis, spec["task_id"], spec["agent_id"], run_id=run_id,
+                           status=status,
                            payload=json.dumps(record), phase=spec["phase"], report=report,
                            ttl=project.key_ttl, max_bytes=project.max_payload)
         if spec.get("acl_user"):
@@ -261,7 +264,8 @@ class Supervisor:
 
     def __init__(self, home: Path):
         self.home = home
-        self.agents: dict[tuple[str, str], AgentRun] = {}
+        self.agents: dict[tuple[str, str], AgentRun] = {}  # running, by (task, agent)
+        self.tasks: set[asyncio.Task] = set()  # every agent's, until its record is written
         self.projects: dict[str, Project] = {}
         self.requests = 0  # connections being served
         self.records = ThreadPoolExecutor(1, thread_name_prefix="records")
@@ -291,15 +295,22 @@ class Supervisor:
     # --- requests ----------------------------------------------------------------------
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.leaving.is_set():  # came in as it closed: unanswered, the spawner starts another
+            writer.close()
+            return
         self.requests += 1
         try:
             line = await reader.readline()
+            if not line:  # a probe: is anyone listening?
+                return
             try:
                 answer = await self.answer(json.loads(line))
             except Exception as exc:  # noqa: BLE001 - the spawner hears why
                 answer = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
             writer.write(json.dumps(answer).encode() + b"\n")
             await writer.drain()
+        except ConnectionError:
+            pass  # the spawner went away; it starts over if it still wants the agent
         finally:
             self.requests -= 1
             self.idle_since = time.monotonic()
@@ -308,9 +319,10 @@ class Supervisor:
     async def answer(self, message: dict) -> dict:
         if message["op"] == "run":
             spec = message["spec"]
-            if (spec["task_id"], spec["agent_id"]) in self.agents:
+            project = await self.project_for(spec)
+            if (spec["task_id"], spec["agent_id"]) in self.agents:  # no await from here on
                 return {"ok": False, "error": "that agent is already running"}
-            self.adopt(spec, await self.project_for(spec))
+            self.adopt(spec, project)
         elif message["op"] == "stop":
             agent = self.agents.get((message["task_id"], message["agent_id"]))
             if agent is None:
@@ -322,14 +334,21 @@ class Supervisor:
         agent = AgentRun(spec, project)
         self.agents[agent.key] = agent
         task = asyncio.ensure_future(agent.run(self))
+        self.tasks.add(task)
 
         def gone(task: asyncio.Task) -> None:
-            self.agents.pop(agent.key, None)
+            self.tasks.discard(task)
+            self.release(agent)
             if not task.cancelled() and task.exception():  # its record could not be written
                 log.error("cfn supervisor [%s]: no record written: %s", agent.spec["agent_id"],
                           task.exception())
 
         task.add_done_callback(gone)
+
+    def release(self, agent: AgentRun) -> None:
+        """Forget a running agent (not another run that has its ID by now)."""
+        if self.agents.get(agent.key) is agent:
+            del self.agents[agent.key]
 
     async def project_for(self, spec: dict) -> Project:
         """The spawner's project, connecting first to the Redis the spawner reached; the first
@@ -338,20 +357,34 @@ class Supervisor:
         if key not in self.projects:
             target = Target.from_dict(spec["target"]) if "target" in spec else None
             project = Project(Config.from_dict(spec["config"]), target=target)
-            self.projects[key] = project
             await self.record(_record_lost_runs, project)
+            self.projects.setdefault(key, project)  # once its recovery is done
         return self.projects[key]
 
     # --- upkeep ------------------------------------------------------------------------
 
     async def heartbeats(self) -> None:
         """Every agent's heartbeat, one pipeline per Redis, every HEARTBEAT_EVERY_S."""
+        restored = time.monotonic()
         while True:
             await asyncio.sleep(defaults.HEARTBEAT_EVERY_S)
             try:
-                await self.record(self._beat_all, list(self.agents.values()))
+                agents = list(self.agents.values())
+                if outage.failed_since(restored):  # Redis was out: perhaps restarted
+                    restored = time.monotonic()
+                    await self.record(self._restore_users, agents)
+                await self.record(self._beat_all, agents)
             except Exception as exc:  # noqa: BLE001 - tried again on the next beat
                 log.warning("cfn supervisor: heartbeat failed: %s", exc)
+
+    @staticmethod
+    def _restore_users(agents: list[AgentRun]) -> None:
+        """Define the running agents' Redis users again: a restarted Redis has lost them."""
+        for agent in agents:
+            if agent.spec.get("acl_user"):
+                user = agent_state.RedisUser(agent.spec["acl_user"],
+                                             agent.spec["agent_env"]["REDIS_PASSWORD"])
+                agent_state.set_user(agent.project.redis, agent.spec["task_id"], user)
 
     @staticmethod
     def _beat_all(agents: list[AgentRun]) -> None:
@@ -367,7 +400,7 @@ class Supervisor:
         """Leave once nothing has run and no one has asked for `idle_s` seconds."""
         while True:
             await asyncio.sleep(min(idle_s, 1.0))
-            if self.agents or self.requests:
+            if self.tasks or self.requests:
                 self.idle_since = time.monotonic()
             elif time.monotonic() - self.idle_since >= idle_s:
                 self.leaving.set()
@@ -393,8 +426,8 @@ def _record_lost_runs(project: Project) -> None:
         if dead or lifecycle.is_lost(project, row):
             lifecycle.mark_lost(project, row)
         if dead:
-            if beat.get("runtime") == "process":
-                _end_group(beat.get("handle"))
+            if row["runtime"] == "process":
+                _end_group(row["handle"])  # SQLite's word, not the heartbeat's
             agent_state.unclaim(r, row["task_id"], row["agent_id"])
 
 
@@ -435,7 +468,7 @@ async def _main(home: Path, idle_s: float) -> int:
     server.close()  # no new agents: a spawner now starts the next supervisor
     path.unlink(missing_ok=True)
     holder.close()
-    while supervisor.agents or supervisor.requests:  # those that came in meanwhile
+    while supervisor.tasks or supervisor.requests:  # those that came in meanwhile
         await asyncio.sleep(0.1)
     for task in upkeep:
         task.cancel()
@@ -444,7 +477,17 @@ async def _main(home: Path, idle_s: float) -> int:
     return 0
 
 
+def _more_descriptors() -> None:
+    """Each agent holds a pidfd and its log: allow as many descriptors as the system lets."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def main() -> None:
+    _more_descriptors()
     parser = argparse.ArgumentParser(description="cfn's per-project agent supervisor")
     parser.add_argument("--home", required=True, type=Path, help="the project's state dir")
     args = parser.parse_args()

@@ -62,18 +62,19 @@ def cooling(r: redis.Redis, providers: tuple[str, ...]) -> list[str]:
     return [p for p in providers if r.exists(keys.provider_cooldown(p))]
 
 
-def finish(r: redis.Redis, task_id: str, agent_id: str, *, status: str, payload: str,
-           phase: str | None, report: dict | None, ttl: int, max_bytes: int) -> None:
-    """Write a finished agent's report (unless it reported itself: `report` None) and its
-    completion record in one transaction, so a reader never sees one without the other."""
-    pipe = r.pipeline(transaction=True)
+def finish(r: redis.Redis, task_id: str, agent_id: str, *, run_id: int, status: str,
+           payload: str, phase: str | None, report: dict | None, ttl: int,
+           max_bytes: int) -> None:
+    """Write a finished run's report (unless the agent reported itself: `report` None), then
+    its completion record: a reader of the completion finds the report there. Both carry IDs
+    made of the run's, so writing them again (a retry, a supervisor recording it once more)
+    adds nothing."""
     if report is not None:
         fields = results.report_fields(agent_id, max_bytes=max_bytes, **report)
-        streams.add(pipe, keys.results(task_id), fields, ttl)
+        streams.append(r, keys.results(task_id), fields, ttl, append_id=f"run-{run_id}")
     fields = completion.completion_fields(agent_id, status=status, payload=payload,
                                           max_bytes=max_bytes)
-    streams.add(pipe, keys.completion(task_id, phase), fields, ttl)
-    pipe.execute()
+    streams.append(r, keys.completion(task_id, phase), fields, ttl, append_id=f"run-{run_id}")
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,13 @@ def create_user(r: redis.Redis, task_id: str, agent_id: str) -> RedisUser:
     """An ACL user that may run ordinary commands on its task's keys only, writing only what
     an agent may write (keys.agent_patterns)."""
     user = RedisUser(f"cfn-{task_id}-{agent_id}-{secrets.token_hex(4)}", secrets.token_hex(24))
+    set_user(r, task_id, user)
+    return user
+
+
+def set_user(r: redis.Redis, task_id: str, user: RedisUser) -> None:
+    """Define the agent's user (again, after a Redis restart lost it: ACL users live in the
+    server's memory)."""
     patterns = keys.agent_patterns(task_id, read_selectors=has_read_selectors(r))
     for node in _every_node(r):
         node.acl_setuser(
@@ -93,7 +101,6 @@ def create_user(r: redis.Redis, task_id: str, agent_id: str) -> RedisUser:
             passwords=[f"+{user.password}"], keys=patterns,
             commands=["+@all", "-@dangerous", "-@admin"],
         )
-    return user
 
 
 _DOWN = {"fail", "fail?", "handshake", "noaddr"}  # CLUSTER NODES flags of nodes not serving

@@ -27,8 +27,12 @@ def start_loop2(r: redis.Redis, task_id: str, iteration: int, validators: int, *
                 ttl: int) -> None:
     """Signal each validator of `iteration` on the seed's channel, so that a validator running
     `signal.sh wait --task-id T --channel start-loop2` wakes (one signal each)."""
-    key = keys.signal(task_id, LOOP2_CHANNEL)
-    pipe = r.pipeline(transaction=True)
-    pipe.rpush(key, *[json.dumps({"iteration": iteration})] * validators)
-    pipe.expire(key, ttl)
-    pipe.execute()
+    import secrets
+
+    from cfn.coordination import signals
+
+    payload = json.dumps({"iteration": iteration})
+    call = secrets.token_hex(6)  # a retried send adds nothing; a resume sends anew
+    for number in range(validators):
+        signals.send(r, task_id, LOOP2_CHANNEL, payload, ttl=ttl, max_bytes=len(payload),
+                     signal_id=f"loop2-{iteration}-{call}-{number}")

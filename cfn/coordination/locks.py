@@ -19,15 +19,19 @@ from dataclasses import asdict, dataclass
 import redis
 from redis.commands.core import Script
 
-from cfn import keys, validate
+from cfn import keys, outage, validate
 from cfn.coordination import streams
 from cfn.errors import NegativeOutcome, TimedOut
 
 # KEYS[1] lock, KEYS[2] fencing counter; ARGV[1] token, ARGV[2] ttl in ms.
-# Returns the new fencing number, or -(remaining ttl in ms) when the lock is held.
+# Returns the new fencing number, or -(remaining ttl in ms) when the lock is held. A retry
+# by the holder (its reply was lost) gets its fencing number again.
 _ACQUIRE = Script(None, b"""
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return redis.call('INCR', KEYS[2])
+end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return tonumber(redis.call('GET', KEYS[2]))
 end
 return -math.max(redis.call('PTTL', KEYS[1]), 1)
 """)
@@ -86,7 +90,8 @@ def acquire(r: redis.Redis, task_id: str, name: str, *, ttl: float, wait: float 
             raise NegativeOutcome(f"lock {name!r} of task {task_id} is held by another holder")
         if remaining <= 0:
             raise TimedOut(f"lock {name!r} of task {task_id} still held after {wait:g}s")
-        r.blpop([wake_key], timeout=streams.block_ms(min(remaining, -outcome / 1000)) / 1000)
+        outage.ride(lambda held_s=-outcome / 1000: r.blpop([wake_key], timeout=streams.block_ms(
+            min(deadline - time.monotonic(), held_s)) / 1000), deadline)
 
 
 def release(r: redis.Redis, task_id: str, name: str, token: str) -> None:

@@ -59,10 +59,15 @@ redis.call('EXPIRE', KEYS[3], ARGV[4])
 return held
 """)
 
-# KEYS[1] this waiter's taking list, KEYS[2] the channel's waiters; ARGV[1] waiter.
+# KEYS[1] this waiter's taking list, KEYS[2] the channel's waiters; ARGV[1] waiter,
+# ARGV[2] lease ms. Empties the taking list; the waiter stays listed for one more lease, so
+# that a blocking move still under way for a connection it gave up on (a signal landing in
+# its taking list after this) is put back by the next waiter, not stranded.
 _ACK = Lua("""
+local t = redis.call('TIME')
 redis.call('DEL', KEYS[1])
-return redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZADD', KEYS[2], tonumber(t[1]) * 1000 + tonumber(ARGV[2]), ARGV[1])
+return 1
 """)
 
 LEASE_GRACE_S = 10.0  # a waiter's lease outlasts its blocking read by this much
@@ -88,12 +93,9 @@ def wait(r: redis.Redis, task_id: str, channel: str, *, timeout: float,
     waiter = _Waiter(r, task_id, channel, ttl)
     while (payload := outage.ride(lambda: waiter.take(deadline), deadline)) is None:
         if deadline - time.monotonic() <= 0:
-            break
-    # taken, or nothing held (the take looks in the taking list first): either way, leave
+            raise TimedOut(f"no signal on channel {channel!r} of task {task_id} within "
+                           f"{timeout:g}s")  # its lease runs out; nothing is held
     outage.ride(waiter.acknowledge, time.monotonic() + defaults.MAX_BLOCK_S)
-    if payload is None:
-        raise TimedOut(f"no signal on channel {channel!r} of task {task_id} within "
-                       f"{timeout:g}s")
     return payload
 
 
@@ -120,4 +122,5 @@ class _Waiter:
         return held
 
     def acknowledge(self) -> None:
-        _ACK(self.r, [self.taking, self.waiters], [self.name])
+        lease_ms = int((defaults.MAX_BLOCK_S + LEASE_GRACE_S) * 1000)
+        _ACK(self.r, [self.taking, self.waiters], [self.name, lease_ms])

@@ -34,7 +34,12 @@ class ProcessRun:
     pidfd: int = field(init=False)
 
     def __post_init__(self) -> None:
-        self.pidfd = os.pidfd_open(self.process.pid)
+        try:
+            self.pidfd = os.pidfd_open(self.process.pid)
+        except OSError:  # out of descriptors: an agent nobody watches must not run
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+            raise
 
     @property
     def handle(self) -> str:
