@@ -137,3 +137,12 @@ def test_what_an_agent_leaves_behind_ends_with_it(cfn, r, sandbox):
     while (left := leftovers("sleep 303")) and time.monotonic() < end:
         time.sleep(0.1)
     assert not left
+
+
+def test_projects_sharing_a_redis_keep_each_runs_record(cfn, r, project):
+    """Run IDs are each project's own: two projects' run 1 of the same agent are two runs."""
+    for home in ("one", "two"):
+        env = {"CFN_HOME": str(project / home)}
+        spawn(cfn, "same-1", "T1", sys.executable, "-c", "pass", env=env)
+        assert wait(cfn, "T1", "same-1", env=env)[0] == 0
+    assert r.xlen("coord:{T1}:complete") == 2 and r.xlen("coord:{T1}:results") == 2

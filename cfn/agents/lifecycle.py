@@ -56,7 +56,8 @@ def mark_lost(project: Project, row: dict) -> None:
               "task_id": task_id, "error": "supervisor died; agent state unknown"}
     report = None if _reported_since(r, task_id, agent_id, _started(row)) else {
         "status": "failure", "confidence": None, "result": {"status": "lost"}}
-    agent_state.finish(r, task_id, agent_id, run_id=row["id"], status="failure",
+    agent_state.finish(r, task_id, agent_id, status="failure",
+                       record_id=f"{agent_id}-{row['id']}-lost-{row['started_at']}",
                        payload=json.dumps(record),
                        phase=row["phase"], report=report, ttl=project.key_ttl,
                        max_bytes=project.max_payload)

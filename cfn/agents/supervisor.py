@@ -250,8 +250,10 @@ class AgentRun:
             "status": status, "confidence": result.confidence,
             "result": {"deliverables": result.deliverables, "feedback": result.feedback,
                        "status": result.status}}
-        agent_state.finish(project.redis, spec["task_id"], spec["agent_id"], run_id=run_id,
-                           status=status,
+        # the run's ID is its project's; with the spawn's server time it is unique anywhere
+        record_id = f"{spec['agent_id']}-{run_id}-{spec['spawned_at']}"
+        agent_state.finish(project.redis, spec["task_id"], spec["agent_id"],
+                           record_id=record_id, status=status,
                            payload=json.dumps(record), phase=spec["phase"], report=report,
                            ttl=project.key_ttl, max_bytes=project.max_payload)
         if spec.get("acl_user"):

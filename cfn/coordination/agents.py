@@ -62,19 +62,19 @@ def cooling(r: redis.Redis, providers: tuple[str, ...]) -> list[str]:
     return [p for p in providers if r.exists(keys.provider_cooldown(p))]
 
 
-def finish(r: redis.Redis, task_id: str, agent_id: str, *, run_id: int, status: str,
+def finish(r: redis.Redis, task_id: str, agent_id: str, *, record_id: str, status: str,
            payload: str, phase: str | None, report: dict | None, ttl: int,
            max_bytes: int) -> None:
     """Write a finished run's report (unless the agent reported itself: `report` None), then
-    its completion record: a reader of the completion finds the report there. Both carry IDs
-    made of the run's, so writing them again (a retry, a supervisor recording it once more)
-    adds nothing."""
+    its completion record: a reader of the completion finds the report there. Both carry
+    `record_id` (unique to the run, also across projects sharing this Redis), so writing
+    them again (a retry, a supervisor recording it once more) adds nothing."""
     if report is not None:
         fields = results.report_fields(agent_id, max_bytes=max_bytes, **report)
-        streams.append(r, keys.results(task_id), fields, ttl, append_id=f"run-{run_id}")
+        streams.append(r, keys.results(task_id), fields, ttl, append_id=record_id)
     fields = completion.completion_fields(agent_id, status=status, payload=payload,
                                           max_bytes=max_bytes)
-    streams.append(r, keys.completion(task_id, phase), fields, ttl, append_id=f"run-{run_id}")
+    streams.append(r, keys.completion(task_id, phase), fields, ttl, append_id=record_id)
 
 
 @dataclass(frozen=True)
