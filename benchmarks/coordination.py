@@ -135,7 +135,7 @@ def report_wake(sock: Path, args) -> None:
     polling = polling_wake_ms(sock, args.poll_samples)
     b50, p50 = statistics.median(blocking), statistics.median(polling)
     print("(a) wake latency after send           p50 ms    p95 ms")
-    print(f"    cfn signal wait (BLPOP)        {b50:9.3f} {pct(blocking, 95):9.3f}")
+    print(f"    cfn signal wait (BLMOVE)       {b50:9.3f} {pct(blocking, 95):9.3f}")
     print(f"    seed: LLEN every 2 s           {p50:9.1f} {max(polling):9.1f}")
     print(f"    ratio polling / blocking (p50)  {p50 / b50:,.0f}x   target: blocking p50 <= 2 ms")
 
