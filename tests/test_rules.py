@@ -244,3 +244,19 @@ def test_the_redis_url_an_agent_sees(url, runtime, sandbox, network, seen):
     from cfn.agents.spawn import _agent_redis_url
 
     assert _agent_redis_url(url, runtime, sandbox, network) == seen
+
+
+def test_an_agent_gets_a_sockets_directory_only_when_it_holds_that_socket_alone(tmp_path):
+    """A directory of sockets may hold a container engine's: the agent gets the file then."""
+    import socket
+
+    from cfn.agents.spawn import _agent_redis_url
+
+    for name in ("alone/redis.sock", "shared/redis.sock", "shared/docker.sock"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        socket.socket(socket.AF_UNIX).bind(str(tmp_path / name))
+    alone, shared = tmp_path / "alone", tmp_path / "shared"
+    assert _agent_redis_url(f"unix://{alone}/redis.sock", "process", True, None) == \
+        ("unix:///run/cfn/redis.sock", {str(alone): "/run/cfn"})
+    assert _agent_redis_url(f"unix://{shared}/redis.sock", "process", True, None) == \
+        ("unix:///run/cfn/redis.sock", {f"{shared}/redis.sock": "/run/cfn/redis.sock"})

@@ -13,6 +13,7 @@ import functools
 import json
 import logging
 import os
+import secrets
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -223,12 +224,13 @@ def build_spec(config: Config, request: SpawnRequest, profile: profiles.Profile,
         "runtime": request.runtime, "workspace": str(workspace), "log_path": str(log_path),
         "timeout": timeout, "memory": request.memory or profile.memory,
         "cpus": request.cpus or profile.cpus, "image": request.image or config.agent_image,
-        "network": network, "mounts": {}, "ro_mounts": mounts, "prompt": request.prompt,
+        "network": network, "ro_mounts": mounts, "prompt": request.prompt,
         "sandbox": sandbox, "hidden": [str(config.home)],
         "instructions": profile.instructions.strip(), "command": list(request.command),
         "chain": list(route.chain), "phase": request.phase, "config": config.to_dict(),
         "agent_env": agent_env, "acl_user": acl_user.username if acl_user else None,
         "spawned_at": spawned_at, "environ": dict(os.environ),
+        "record_nonce": secrets.token_hex(12),
     }
 
 
@@ -281,12 +283,13 @@ def _agent_redis_url(url: str, runtime: str, sandbox: bool,
 
 
 def _alone_in_reachable_dir(socket_path: Path, runtime: str) -> bool:
-    """True if the socket's directory holds sockets only, and the agent can pass through it
+    """True if the socket is the only thing in its directory (a directory of sockets could
+    hold a container engine's: never hand an agent that), and the agent can pass through it
     (a container's user is not ours)."""
     try:
         if runtime != "process" and not socket_path.parent.stat().st_mode & 0o001:
             return False
-        return all(entry.is_socket() for entry in socket_path.parent.iterdir())
+        return [entry.name for entry in socket_path.parent.iterdir()] == [socket_path.name]
     except OSError:
         return False
 

@@ -122,7 +122,7 @@ class AgentRun:
             ro_mounts={**spec.get("ro_mounts", {}), **skill_mounts},
             workspace=Path(spec["workspace"]), log_path=Path(spec["log_path"]),
             memory=spec["memory"], cpus=spec["cpus"], image=spec["image"],
-            network=spec["network"], mounts=spec["mounts"], deadline_s=spec["timeout"],
+            network=spec["network"], deadline_s=spec["timeout"],
             sandbox=spec["sandbox"], hidden=tuple(spec["hidden"]),
             labels={"cfn.task": spec["task_id"], "cfn.agent": spec["agent_id"],
                     "cfn.run": str(run_id)},
@@ -250,8 +250,9 @@ class AgentRun:
             "status": status, "confidence": result.confidence,
             "result": {"deliverables": result.deliverables, "feedback": result.feedback,
                        "status": result.status}}
-        # the run's ID is its project's; with the spawn's server time it is unique anywhere
-        record_id = f"{spec['agent_id']}-{run_id}-{spec['spawned_at']}"
+        # unique anywhere (run IDs are each project's own) and unguessable: an agent may write
+        # the results stream's markers, and must not pre-empt its supervisor's report
+        record_id = f"{spec['record_nonce']}-{run_id}"
         agent_state.finish(project.redis, spec["task_id"], spec["agent_id"],
                            record_id=record_id, status=status,
                            payload=json.dumps(record), phase=spec["phase"], report=report,
