@@ -22,6 +22,7 @@ RUNS = {  # benchmark -> (full arguments, --quick arguments)
     "agents.py": (["--samples", "10", "--agents", "100"], ["--samples", "3", "--agents", "10"]),
     "loop.py": (["--rounds", "2", "--agents", "5", "20", "50"],
                 ["--rounds", "1", "--agents", "5"]),
+    "failover.py": (["--samples", "10"], ["--samples", "3", "--keys", "100"]),
 }
 
 

@@ -1,8 +1,8 @@
 """Connections to the coordination backend (Redis), with fallback and error translation.
 
-`connect(target)` returns a client on the first Redis of the target that answers:
-the primary, else REDIS_FALLBACK_1; on a node of a Redis Cluster, a cluster client
-(cfn.cluster). Every process of cfn connects here (commands through cfn.Project,
+`connect(target)` returns a client on the Redis of the target: with REDIS_FALLBACK_1, one
+that follows whichever of the two is home (cfn.failover); on a node of a Redis Cluster
+(the primary, else the fallback), a cluster client (cfn.cluster). Every process of cfn connects here (commands through cfn.Project,
 supervisors with the target their spawner reached), so all share one retry policy.
 Every Redis failure leaves cfn as BackendUnavailable (exit 4) naming the URL with its
 password masked (see `unavailable`).
@@ -52,7 +52,10 @@ class Target:
                    agent=bool(config.agent_id))
 
     def preferring(self, url: str) -> Target:
-        """The same target, trying `url` first (the one a spawner actually reached)."""
+        """The same target, trying `url` first (the one a spawner actually reached); with a
+        fallback, the same: the order names the primary (cfn.failover)."""
+        if len(self.urls) > 1:
+            return self
         return replace(self, urls=(url, *(u for u in self.urls if u != url)))
 
     def to_dict(self) -> dict:
@@ -97,10 +100,11 @@ def connect(target: Target) -> tuple[redis.Redis | RedisCluster, str]:
             if cluster.enabled(client):
                 client.close()
                 return _cluster_client(target, url), url
+            if len(target.urls) > 1:  # a fallback: follow whichever server is home
+                client.close()
+                return _failover_client(target)
             if target.reconnect_window:  # connected: a dropped connection is ridden out
-                from cfn.reconnect import Reconnecting
-
-                client.set_retry(Reconnecting(target.reconnect_window))
+                client.set_retry(_reconnecting(target))
             return client, url
         except RedisError as exc:
             client.close()
@@ -114,12 +118,31 @@ def connect(target: Target) -> tuple[redis.Redis | RedisCluster, str]:
             if last or isinstance(exc, AuthenticationError) or \
                     not isinstance(exc, (ConnectionError, TimeoutError)):
                 raise unavailable(exc, url) from None
-            import logging
-
-            logging.getLogger(__name__).warning(
-                "cfn: Redis %s unreachable (%s); using fallback %s",
-                mask_url(url), exc, mask_url(target.urls[index + 1]))
     raise BackendUnavailable("no Redis URL to connect to; set REDIS_URL")
+
+
+def _reconnecting(target: Target):
+    from cfn.reconnect import Reconnecting
+
+    return Reconnecting(target.reconnect_window)
+
+
+def _failover_client(target: Target) -> tuple[redis.Redis, str]:
+    """A client that follows the home between the primary and the fallback (cfn.failover),
+    and the home's URL now."""
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    from cfn import failover
+
+    if any(url.startswith("rediss://") for url in target.urls):
+        raise InvalidInput("REDIS_FALLBACK_1 with TLS (rediss://) is not supported: cfn "
+                           "cannot follow a TLS server across a failover; use one Redis, or "
+                           "a Redis Cluster (docs/cluster.md)")
+    client = failover.client(target, _reconnecting(target) if target.reconnect_window
+                             else Retry(NoBackoff(), 0))
+    _ping(client, target)
+    return client, client.connection_pool.connection_kwargs["failover"].url
 
 
 def _ping(client: redis.Redis, target: Target) -> None:

@@ -96,7 +96,9 @@ def agent_patterns(task_id: str, *, read_selectors: bool) -> list[str]:
     tag = _tag(task_id)
     writable = [f"context:{tag}:*", f"coord:{tag}:signal:*", f"lock:{tag}:*",
                 f"coord:{tag}:results", f"coord:{tag}:results:sent:*"]
-    readable = [f"%R~{pattern}" for pattern in task_patterns(task_id)] if read_selectors else []
+    # cfn:failover names the server holding the keys (cfn.failover), which agents follow
+    readable = [f"%R~{pattern}" for pattern in (*task_patterns(task_id), "cfn:failover")] \
+        if read_selectors else []
     return [*writable, *readable]
 
 

@@ -196,8 +196,9 @@ def test_a_process_agent_inherits_only_an_allowlist_of_the_callers_environment(c
           "import json, os; json.dump(dict(os.environ), open('seen.json', 'w'))", env=caller)
     assert wait(cfn, "T1", env=caller)[0] == 0
     seen = json.loads((project / "seen.json").read_text())
-    assert not {"CFN_TOKEN_SECRET", "REDIS_FALLBACK_1", "AWS_SECRET_ACCESS_KEY",
-                "GITHUB_TOKEN", "CFN_HOME"} & set(seen)
+    assert not {"CFN_TOKEN_SECRET", "AWS_SECRET_ACCESS_KEY", "GITHUB_TOKEN",
+                "CFN_HOME"} & set(seen)
+    assert seen["REDIS_FALLBACK_1"] == "redis://h:1"  # the agent's own: its own user's
     assert seen["MY_SETTING"] == "visible" and "PATH" in seen  # the allowlist, and the extra
     # its own identity, under cfn's names and the seed's
     assert (seen["CFN_AGENT_ID"], seen["AGENT_ID"], seen["TASK_ID"], seen["MODE"]) == \

@@ -33,7 +33,7 @@ def test_fallback_is_used_when_primary_is_down(cfn, redis_url, r):
     sent = cfn("signal", "send", "--task-id", "t", "--channel", "c", "--payload", "via-fallback",
                extra_env={"REDIS_URL": dead, "REDIS_FALLBACK_1": redis_url, "CFN_RETRIES": "0"})
     assert sent.returncode == 0, sent.stderr
-    assert "using fallback" in sent.stderr and ":****@" in sent.stderr
+    assert "takes over" in sent.stderr and ":****@" in sent.stderr
     assert r.lpop("coord:{t}:signal:c") == "via-fallback"  # it landed on the fallback server
 
 
@@ -75,16 +75,18 @@ def test_acl_user_is_refused_other_tasks_keys(cfn, acl_server):
 
 @pytest.mark.usefixtures("reap_supervisors")
 def test_an_agent_spawned_on_the_fallback_runs_and_completes_there(cfn, redis_url, r):
-    """The supervisor and the agent use the Redis the spawner reached, not the dead primary."""
+    """The supervisor and the agent use the fallback that took over, not the dead primary."""
     dead = f"redis://127.0.0.1:{free_port()}"
     got = cfn("spawn-agent", "t-1", "T", "--profile", "script", "--wait", "--json", "--",
-              "sh", "-c", 'cfn signal send --task-id T --channel done --payload "$REDIS_URL"',
+              "sh", "-c", 'cfn signal send --task-id T --channel done '
+              '--payload "$REDIS_URL $REDIS_FALLBACK_1"',
               extra_env={"REDIS_URL": dead, "REDIS_FALLBACK_1": redis_url, "CFN_RETRIES": "0"})
     assert got.returncode == 0, got.stderr
     assert json.loads(got.stdout)["records"]["t-1"]["status"] == "success"
     assert r.xlen("coord:{T}:complete") == 1  # the completion record is on the fallback
-    # and the agent was pointed at it (its socket, mounted into the agent's sandbox)
-    assert r.lpop("coord:{T}:signal:done") == "unix:///run/cfn/redis.sock"
+    # the agent was given both, in order (the fallback's socket mounted into its sandbox),
+    # and followed the one that took over
+    assert r.lpop("coord:{T}:signal:done") == f"{dead} unix:///run/cfn-fallback/redis.sock"
 
 
 def test_project_remembers_the_redis_it_reached(project, redis_url):
@@ -95,12 +97,16 @@ def test_project_remembers_the_redis_it_reached(project, redis_url):
                       retries=0) as opened:
         assert opened.send_signal("T", "c", "x") == 1
         assert opened.redis_url == redis_url
-        assert opened.target.preferring(redis_url).urls == (redis_url, dead)
+        # with a fallback the order stays: it names the primary (cfn.failover)
+        assert opened.target.preferring(redis_url).urls == (dead, redis_url)
 
 
-def test_the_embedded_admins_password_never_goes_to_the_fallback(project, redis_url):
+def test_the_embedded_admins_password_never_goes_to_the_fallback(project, tmp_path):
     from cfn import Project, embedded
 
+    # a fallback of its own: one that took over elsewhere would be home (cfn.failover)
+    proc, sock = start_redis(tmp_path / "fallback")
+    redis_url = f"unix://{sock}"
     with Project.open(project, env={"CFN_HOME": str(project / ".cfn")},
                       redis_fallback_1=redis_url) as opened:
         try:
@@ -110,3 +116,5 @@ def test_the_embedded_admins_password_never_goes_to_the_fallback(project, redis_
             assert opened.target.password is None  # what the fallback would be sent
         finally:
             embedded.stop(project / ".cfn")
+            proc.terminate()
+            proc.wait(timeout=10)

@@ -70,6 +70,8 @@ def snapshot(r) -> tuple[dict, dict, dict]:
             ids[key] = [entry_id for entry_id, _ in entries]
         elif kind == "zset":  # waiters, named at random
             contents[key] = (kind, r.zcard(key))
+        elif kind == "hash":  # cfn:failover, whose server ID is made at random
+            contents[key] = (kind, sorted(r.hkeys(key)))
         else:
             contents[key] = (kind, r.lrange(key, 0, -1) if kind == "list" else r.get(key))
         ttls[key] = r.ttl(key)

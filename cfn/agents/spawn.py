@@ -178,7 +178,9 @@ def _launch(project: Project, request: SpawnRequest, profile: profiles.Profile,
         runtime=request.runtime, provider=provider, model=model, log_dir=log_dir,
         iteration=request.iteration, phase=request.phase,
         acl_user=acl_user.username if acl_user else None)
-    spec = build_spec(config, request, profile, workspace, route, project.redis_url,
+    # with a fallback, the agent gets the primary and the fallback, in that order
+    redis_url = project.target.urls[0] if config.redis_fallback_1 else project.redis_url
+    spec = build_spec(config, request, profile, workspace, route, redis_url,
                       run_id=run_id, log_path=log_path, acl_user=acl_user, secret=secret,
                       spawned_at=_server_time(r))
     spec["target"] = project.target.preferring(project.redis_url).to_dict()
@@ -197,6 +199,11 @@ def build_spec(config: Config, request: SpawnRequest, profile: profiles.Profile,
     sandbox = request.runtime == "process" and bool(config.agent_sandbox)
     network = request.network or config.agent_network
     agent_redis_url, mounts = _agent_redis_url(redis_url, request.runtime, sandbox, network)
+    fallback = None
+    if config.redis_fallback_1:  # the agent follows the home between the two (cfn.failover)
+        fallback, more = _agent_redis_url(str(config.redis_fallback_1), request.runtime,
+                                          sandbox, network, at="/run/cfn-fallback")
+        mounts = {**mounts, **more}
     agent_env = {
         "CFN_TASK_ID": request.task_id, "CFN_AGENT_ID": request.agent_id,
         "CFN_RUN_ID": str(run_id), "CFN_MODE": request.mode,
@@ -208,6 +215,8 @@ def build_spec(config: Config, request: SpawnRequest, profile: profiles.Profile,
         # the seed's names, for agents following its instructions
         "AGENT_ID": request.agent_id, "TASK_ID": request.task_id, "MODE": request.mode,
     }
+    if fallback:
+        agent_env["REDIS_FALLBACK_1"] = fallback
     if acl_user:
         agent_env.update(REDIS_USERNAME=acl_user.username, REDIS_PASSWORD=acl_user.password)
     if request.iteration is not None:
@@ -258,8 +267,8 @@ def _server_time(r: redis.Redis) -> float:
     return seconds + micros / 1e6
 
 
-def _agent_redis_url(url: str, runtime: str, sandbox: bool,
-                     network: str | None) -> tuple[str, dict[str, str]]:
+def _agent_redis_url(url: str, runtime: str, sandbox: bool, network: str | None, *,
+                     at: str = "/run/cfn") -> tuple[str, dict[str, str]]:
     """The Redis URL as the agent sees it, and the read-only mounts that make it work: a
     unix socket (which may sit in the hidden state directory) is mounted into containers and
     sandboxes under /run/cfn. A socket alone in its directory has the directory mounted, so
@@ -278,8 +287,8 @@ def _agent_redis_url(url: str, runtime: str, sandbox: bool,
         return url, {}
     socket_path = Path(url[len("unix://"):])
     if _alone_in_reachable_dir(socket_path, runtime):
-        return f"unix:///run/cfn/{socket_path.name}", {str(socket_path.parent): "/run/cfn"}
-    return "unix:///run/cfn/redis.sock", {str(socket_path): "/run/cfn/redis.sock"}
+        return f"unix://{at}/{socket_path.name}", {str(socket_path.parent): at}
+    return f"unix://{at}/redis.sock", {str(socket_path): f"{at}/redis.sock"}
 
 
 def _alone_in_reachable_dir(socket_path: Path, runtime: str) -> bool:

@@ -113,6 +113,15 @@ def _every_node(r: redis.Redis) -> Iterator[redis.Redis]:
     replicated something."""
     from redis.cluster import ClusterNode, RedisCluster
 
+    from cfn import failover
+
+    if (servers := failover.servers(r)) is not None:  # the primary and the fallback
+        for server in servers:
+            try:
+                yield server
+            finally:
+                server.close()
+        return
     if not isinstance(r, RedisCluster):
         yield r
         return

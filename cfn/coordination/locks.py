@@ -19,16 +19,24 @@ from dataclasses import asdict, dataclass
 import redis
 from redis.commands.core import Script
 
-from cfn import keys, outage, validate
+from cfn import failover, keys, outage, validate
 from cfn.coordination import streams
 from cfn.errors import NegativeOutcome, TimedOut
 
-# KEYS[1] lock, KEYS[2] fencing counter; ARGV[1] token, ARGV[2] ttl in ms.
-# Returns the new fencing number, or -(remaining ttl in ms) when the lock is held. A retry
-# by the holder (its reply was lost) gets its fencing number again.
+# KEYS[1] lock, KEYS[2] fencing counter; ARGV[1] token, ARGV[2] ttl in ms, ARGV[3] the
+# failover epoch (cfn.failover; 0 without a fallback). Returns the new fencing number, or
+# -(remaining ttl in ms) when the lock is held. A retry by the holder (its reply was lost)
+# gets its fencing number again. Numbers of epoch e start above e * 10^12, so they keep
+# growing when the fallback, whose counters lag, takes over.
 _ACQUIRE = Script(None, b"""
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return redis.call('INCR', KEYS[2])
+  local fence = redis.call('INCR', KEYS[2])
+  local floor = tonumber(ARGV[3]) * 1000000000000
+  if fence <= floor then
+    fence = floor + 1
+    redis.call('SET', KEYS[2], string.format('%d', fence))
+  end
+  return fence
 end
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return tonumber(redis.call('GET', KEYS[2]))
@@ -82,7 +90,8 @@ def acquire(r: redis.Redis, task_id: str, name: str, *, ttl: float, wait: float 
     token = secrets.token_hex(16)
     deadline = time.monotonic() + wait
     while True:
-        outcome = _ACQUIRE([lock_key, fence_key], [token, ttl_ms], client=r)
+        outcome = _ACQUIRE([lock_key, fence_key], [token, ttl_ms, failover.epoch(r)],
+                           client=r)
         if outcome > 0:
             return Lock(task_id, name, token, outcome, ttl)
         remaining = deadline - time.monotonic()
