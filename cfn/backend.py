@@ -2,8 +2,9 @@
 
 `connect(target)` returns a client on the Redis of the target: with REDIS_FALLBACK_1, one
 that follows whichever of the two is home (cfn.failover); on a node of a Redis Cluster
-(the primary, else the fallback), a cluster client (cfn.cluster). Every process of cfn connects here (commands through cfn.Project,
-supervisors with the target their spawner reached), so all share one retry policy.
+(the primary, else the fallback), a cluster client (cfn.cluster). Every process of cfn
+connects here (commands through cfn.Project, supervisors with the target their spawner
+reached), so all share one retry policy.
 Every Redis failure leaves cfn as BackendUnavailable (exit 4) naming the URL with its
 password masked (see `unavailable`).
 """

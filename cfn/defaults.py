@@ -34,6 +34,7 @@ HEARTBEAT_EVERY_S = 2.0
 HEARTBEAT_TTL_S = 10
 STARTUP_GRACE_S = 15.0  # a claim covers an agent until its supervisor's first heartbeat
 LIVENESS_CHECK_S = 1.0  # how often waits look for supervisors that died
+OUTBOX_GRACE_S = 5.0  # a run's records unpublished this long after SQLite had them: publish
 PROVIDER_COOLDOWN_S = 60
 SUPERVISOR_IDLE_S = 300.0  # the project's supervisor leaves after this long with no agents
 AGENT_WAIT_S = 7 * 24 * 3600  # `spawn-agent --wait`: the supervisor enforces the real timeout

@@ -115,3 +115,27 @@ def test_no_container_engine_is_refused_before_anything_starts(cfn, tmp_path, pr
     assert got.returncode == 4 and "no container engine answers" in got.stderr
     assert not (project / ".cfn" / "agents").exists()
 
+
+
+def test_a_container_agent_of_a_killed_supervisor_is_removed(run_container_agent, engine,
+                                                              cfn, docker_host, r):
+    import os
+    import signal
+    import sys
+
+    from test_agents import heartbeat
+
+    got = run_container_agent("box-4", "T1", "sleep 300", wait=False)
+    assert got.returncode == 0, got.stderr
+    heartbeat(r, "T1", "box-4")  # running, and recorded so (its handle in SQLite)
+    os.kill(json.loads(got.stdout)["supervisor_pid"], signal.SIGKILL)
+    # the next supervisor (started by the next spawn) records it lost and removes it
+    later = cfn("spawn-agent", "later-1", "T1", "--profile", "script", "--json", "--",
+                sys.executable, "-c", "pass", extra_env={"DOCKER_HOST": docker_host})
+    assert later.returncode == 0, later.stderr
+    deadline = time.monotonic() + 20
+    while engine.containers.list(all=True, filters={"label": "cfn.agent=box-4"}):
+        assert time.monotonic() < deadline, "the orphaned container is still there"
+        time.sleep(0.1)
+    waited = cfn("agents", "wait", "box-4", "--task-id", "T1", "--timeout", "10", "--json")
+    assert json.loads(waited.stdout)["records"]["box-4"]["status"] == "lost"

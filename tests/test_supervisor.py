@@ -146,3 +146,48 @@ def test_projects_sharing_a_redis_keep_each_runs_record(cfn, r, project):
         spawn(cfn, "same-1", "T1", sys.executable, "-c", "pass", env=env)
         assert wait(cfn, "T1", "same-1", env=env)[0] == 0
     assert r.xlen("coord:{T1}:complete") == 2 and r.xlen("coord:{T1}:results") == 2
+
+
+def test_records_a_dead_supervisor_left_in_sqlite_only_are_published(cfn, r, project):
+    """The supervisor records a run in SQLite, Redis refuses its records (out of memory) and
+    the supervisor dies: the next process that waits publishes them from SQLite, phase
+    stream included, so the loop's barrier is met rather than timed out."""
+    import sqlite3
+
+    spawned = spawn(cfn, "late-1", "T1", "sleep", "1", extra=("--phase", "loop3"))
+    heartbeat(r, "T1", "late-1")
+    r.config_set("maxmemory-policy", "noeviction")
+    r.config_set("maxmemory", "1")  # writes refused, reads served
+    try:
+        db = sqlite3.connect(project / ".cfn" / "cfn.db")
+        deadline = time.monotonic() + 20
+        while db.execute("SELECT status FROM agents WHERE agent_id = 'late-1'").fetchone()[0] \
+                != "success":
+            assert time.monotonic() < deadline, "the run was never recorded"
+            time.sleep(0.05)
+        os.kill(spawned["supervisor_pid"], signal.SIGKILL)
+    finally:
+        r.config_set("maxmemory", "0")
+    assert not r.exists("coord:{T1}:loop3:complete")  # Redis never had it
+    code, waited = wait(cfn, "T1", "late-1", timeout="30")
+    assert code == 0 and waited["records"]["late-1"]["status"] == "success"
+    assert r.xlen("coord:{T1}:loop3:complete") == 1
+    assert [f["agent"] for _, f in r.xrange("coord:{T1}:results")] == ["late-1"]
+    assert not [u for u in r.acl_users() if u.startswith("cfn-T1-late-1")]
+    assert db.execute("SELECT outbox FROM agents").fetchall() == [(None,)]
+
+
+def test_a_run_whose_supervisor_lives_is_not_lost_when_its_heartbeat_lapses(cfn, r):
+    """A fresh process after a Redis outage finds no heartbeat (it lapsed meanwhile), but the
+    supervisor still runs: the agent is running, not lost."""
+    spawned = spawn(cfn, "calm-1", "T1", "sleep", "30")
+    heartbeat(r, "T1", "calm-1")
+    os.kill(spawned["supervisor_pid"], signal.SIGSTOP)  # no heartbeat until it continues
+    try:
+        r.delete(keys.heartbeat("T1", "calm-1"))
+        got = cfn("agents", "ls", "--task-id", "T1", "--json")
+        assert got.returncode == 0, got.stderr
+        assert [row["status"] for row in json.loads(got.stdout)] == ["running"]
+    finally:
+        os.kill(spawned["supervisor_pid"], signal.SIGCONT)
+    assert cfn("agents", "stop", "calm-1", "--task-id", "T1").returncode == 0

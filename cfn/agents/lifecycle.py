@@ -25,16 +25,25 @@ if TYPE_CHECKING:
 
 
 def is_lost(project: Project, row: dict) -> bool:
-    """A live-looking run whose supervisor no longer beats (given a heartbeat's time to
-    come back after Redis was out of reach: heartbeats lapse while it is)."""
-    if row["status"] not in runs.LIVE or outage.seen_within(defaults.HEARTBEAT_TTL_S) or \
+    """A live-looking run whose supervisor is gone: its process has died, or (one on another
+    machine) it no longer beats, given a heartbeat's time to come back after Redis was out
+    of reach (heartbeats lapse while it is)."""
+    from cfn.agents import supervision
+
+    if row["status"] not in runs.LIVE:
+        return False
+    if row.get("supervisor_pid"):  # this machine's: the process says it
+        return not supervision.alive(row["supervisor_pid"])
+    if outage.seen_within(defaults.HEARTBEAT_TTL_S) or \
             agent_state.heartbeat(project.redis, row["task_id"], row["agent_id"]):
         return False
     return time.time() - _started(row) > defaults.STARTUP_GRACE_S or row["status"] == "running"
 
 
 def with_liveness(project: Project, rows: list[dict]) -> list[dict]:
-    """Rows with status `lost` where the supervisor died; records it too."""
+    """Rows with status `lost` where the supervisor died; records it too, and publishes
+    what a supervisor recorded and did not live to publish (publish_pending)."""
+    publish_pending(project)
     for row in rows:
         if is_lost(project, row):
             mark_lost(project, row)
@@ -47,20 +56,49 @@ def mark_lost(project: Project, row: dict) -> None:
     SQLite, then a failure report (unless the agent reported during this run) and the
     completion record (its phase's stream) together; and remove its Redis user (its agent
     died with the supervisor)."""
-    runs.finish(project.sqlite, row["id"], status="lost", exit_code=None, confidence=None,
-                handle=row["handle"])
     r, task_id, agent_id = project.redis, row["task_id"], row["agent_id"]
-    if row.get("acl_user"):
-        agent_state.delete_user(r, row["acl_user"])
     record = {"status": "lost", "run_id": row["id"], "agent_id": agent_id,
               "task_id": task_id, "error": "supervisor died; agent state unknown"}
     report = None if _reported_since(r, task_id, agent_id, _started(row)) else {
         "status": "failure", "confidence": None, "result": {"status": "lost"}}
-    agent_state.finish(r, task_id, agent_id, status="failure",
-                       record_id=f"{agent_id}-{row['id']}-lost-{row['started_at']}",
-                       payload=json.dumps(record),
-                       phase=row["phase"], report=report, ttl=project.key_ttl,
+    outbox = records(row, record_id=f"{agent_id}-{row['id']}-lost-{row['started_at']}",
+                     status="failure", payload=json.dumps(record), report=report)
+    runs.finish(project.sqlite, row["id"], status="lost", exit_code=None, confidence=None,
+                handle=row["handle"], outbox=outbox)
+    publish(project, row["id"], outbox)
+
+
+def records(row: dict, *, record_id: str, status: str, payload: str,
+            report: dict | None) -> dict:
+    """What Redis is to get for a finished run (its outbox): the report (None when the agent
+    reported itself), the completion record, and the Redis user to remove."""
+    return {"task_id": row["task_id"], "agent_id": row["agent_id"], "phase": row["phase"],
+            "record_id": record_id, "status": status, "payload": payload, "report": report,
+            "acl_user": row.get("acl_user")}
+
+
+def publish(project: Project, run_id: int, outbox: dict) -> None:
+    """Write a finished run's records to Redis from its outbox, remove its Redis user, and
+    mark them published. Safe to repeat, from any trusted process: the records carry the
+    run's record ID, so writing them again adds nothing."""
+    r = project.redis
+    agent_state.finish(r, outbox["task_id"], outbox["agent_id"], record_id=outbox["record_id"],
+                       status=outbox["status"], payload=outbox["payload"],
+                       phase=outbox["phase"], report=outbox["report"], ttl=project.key_ttl,
                        max_bytes=project.max_payload)
+    if outbox["acl_user"]:
+        agent_state.delete_user(r, outbox["acl_user"])
+    runs.published(project.sqlite, run_id)
+
+
+def publish_pending(project: Project) -> None:
+    """Publish the records of runs finished in SQLite that Redis has not had for a few
+    seconds: their supervisor died in between (or Redis refused them)."""
+    for row in runs.unpublished(project.sqlite, defaults.OUTBOX_GRACE_S):
+        publish(project, row["id"], json.loads(row["outbox"]))
+        beat = agent_state.heartbeat(project.redis, row["task_id"], row["agent_id"]) or {}
+        if beat.get("run_id") == row["id"]:  # the dead supervisor's, not a newer run's
+            agent_state.unclaim(project.redis, row["task_id"], row["agent_id"])
 
 
 def _started(row: dict) -> float:
@@ -114,6 +152,7 @@ def wait(project: Project, task_id: str, run_ids: dict[str, int], *, timeout: fl
         pending = [a for a in run_ids if a not in done]
         if not pending:
             return Waited(done, False)
+        publish_pending(project)  # records a dead supervisor left in SQLite only
         for agent in pending:
             row = runs.latest(project.db, task_id, agent)
             if row and is_lost(project, row):

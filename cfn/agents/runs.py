@@ -7,6 +7,7 @@ also has (see Project.sqlite), so a supervisor can record runs without sqlite-ut
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,20 +43,24 @@ def start(db: Database | sqlite3.Connection, *, task_id: str, agent_id: str, age
     return run_id, log_path
 
 
-def mark_running(db: Database | sqlite3.Connection, run_id: int, handle: str) -> None:
-    db.execute("UPDATE agents SET status = 'running', handle = ? WHERE id = ?", [handle, run_id])
+def mark_running(db: Database | sqlite3.Connection, run_id: int, handle: str,
+                 supervisor_pid: int) -> None:
+    db.execute("UPDATE agents SET status = 'running', handle = ?, supervisor_pid = ?"
+               " WHERE id = ?", [handle, supervisor_pid, run_id])
 
 
 def finish(db: Database | sqlite3.Connection, run_id: int, *, status: str,
            exit_code: int | None, confidence: float | None, handle: str | None,
            input_tokens: int | None = None, output_tokens: int | None = None,
-           cost_usd: float | None = None) -> None:
-    """Record how a run ended, and its cost when the agent reported one."""
+           cost_usd: float | None = None, outbox: dict | None = None) -> None:
+    """Record how a run ended, its cost when the agent reported one, and the records Redis
+    is to get (`outbox`: cfn.agents.lifecycle.publish), in one transaction."""
     with immediate(db):
         db.execute(
             "UPDATE agents SET status = ?, exit_code = ?, confidence = ?, handle = ?,"
-            f" finished_at = {_NOW} WHERE id = ?",
-            [status, exit_code, confidence, handle, run_id],
+            f" outbox = ?, finished_at = {_NOW} WHERE id = ?",
+            [status, exit_code, confidence, handle,
+             json.dumps(outbox) if outbox else None, run_id],
         )
         if any(v is not None for v in (input_tokens, output_tokens, cost_usd)):
             db.execute(  # once per run, however often its end is recorded
@@ -65,6 +70,18 @@ def finish(db: Database | sqlite3.Connection, run_id: int, *, status: str,
                 " cost_ledger WHERE run_id = ?)",
                 [input_tokens, output_tokens, cost_usd, run_id, run_id],
             )
+
+
+def published(db: Database | sqlite3.Connection, run_id: int) -> None:
+    """Redis holds the run's records now."""
+    db.execute("UPDATE agents SET outbox = NULL WHERE id = ?", [run_id])
+
+
+def unpublished(db, older_than_s: float) -> list[dict]:
+    """Finished runs whose records Redis has not had for `older_than_s` seconds."""
+    return rows(db, "SELECT * FROM agents WHERE outbox IS NOT NULL AND finished_at <"
+                " strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?) ORDER BY id",
+                [f"-{older_than_s} seconds"])
 
 
 def retry(db: Database | sqlite3.Connection, run_id: int, *, provider: str, model: str) -> int:

@@ -55,6 +55,16 @@ def hold(home: Path) -> IO | None:
     return lock
 
 
+def alive(pid: int) -> bool:
+    """True while `pid` is a running supervisor (not a zombie, not a reused pid)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z" and b"cfn.agents.supervisor" in command
+
+
 def submit(home: Path, spec: dict) -> int:
     """Hand an agent to the project's supervisor, starting one if none runs; its pid."""
     return _ask(home, {"op": "run", "spec": spec}, start=True)["pid"]

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -38,7 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from cfn import defaults, outage, routing
-from cfn.agents import isolation, runs, runtimes, supervision
+from cfn.agents import isolation, lifecycle, runs, runtimes, supervision
 from cfn.agents import outcome as outcomes
 from cfn.agents.profiles import parse as parse_profile
 from cfn.backend import Target
@@ -210,7 +209,7 @@ class AgentRun:
 
     def started(self, run_id: int, handle: str) -> None:
         agent_state.beat(self.project.redis, *self.key, self.beat)
-        runs.mark_running(self.project.sqlite, run_id, handle)
+        runs.mark_running(self.project.sqlite, run_id, handle, os.getpid())
 
     def next_provider(self, run_id: int, failed: str, provider: str,
                       result: outcomes.Outcome) -> int:
@@ -238,10 +237,6 @@ class AgentRun:
             own = None  # an earlier run's
         if own:  # the agent reported itself (signed): its word on confidence stands
             result.confidence = own.confidence
-        runs.finish(project.sqlite, run_id, status=result.status, exit_code=result.exit_code,
-                    confidence=result.confidence, handle=None,
-                    input_tokens=result.input_tokens, output_tokens=result.output_tokens,
-                    cost_usd=result.cost_usd)
         record = {**result.to_dict(), "run_id": run_id, "agent_id": spec["agent_id"],
                   "task_id": spec["task_id"], "provider": provider,
                   "log_path": spec["log_path"]}
@@ -252,13 +247,13 @@ class AgentRun:
                        "status": result.status}}
         # unique anywhere (run IDs are each project's own) and unguessable: an agent may write
         # the results stream's markers, and must not pre-empt its supervisor's report
-        record_id = f"{spec['record_nonce']}-{run_id}"
-        agent_state.finish(project.redis, spec["task_id"], spec["agent_id"],
-                           record_id=record_id, status=status,
-                           payload=json.dumps(record), phase=spec["phase"], report=report,
-                           ttl=project.key_ttl, max_bytes=project.max_payload)
-        if spec.get("acl_user"):
-            agent_state.delete_user(project.redis, spec["acl_user"])
+        outbox = lifecycle.records(spec, record_id=f"{spec['record_nonce']}-{run_id}",
+                                   status=status, payload=json.dumps(record), report=report)
+        runs.finish(project.sqlite, run_id, status=result.status, exit_code=result.exit_code,
+                    confidence=result.confidence, handle=None,
+                    input_tokens=result.input_tokens, output_tokens=result.output_tokens,
+                    cost_usd=result.cost_usd, outbox=outbox)
+        lifecycle.publish(project, run_id, outbox)
         agent_state.unclaim(project.redis, *self.key)
 
 
@@ -360,7 +355,7 @@ class Supervisor:
         if key not in self.projects:
             target = Target.from_dict(spec["target"]) if "target" in spec else None
             project = Project(Config.from_dict(spec["config"]), target=target)
-            await self.record(_record_lost_runs, project)
+            await self.record(_record_lost_runs, project, spec["environ"])
             self.projects.setdefault(key, project)  # once its recovery is done
         return self.projects[key]
 
@@ -416,39 +411,22 @@ class Supervisor:
         self.leaving.set()
 
 
-def _record_lost_runs(project: Project) -> None:
-    """Runs still marked live whose supervisor is gone: no heartbeat, or one whose
-    supervisor process has died (this machine's: one supervisor per project). Their agents
-    died with it; they are recorded lost and their claims cleared now."""
-    from cfn.agents import lifecycle
-
+def _record_lost_runs(project: Project, environ: dict) -> None:
+    """Runs still marked live whose supervisor is gone (this machine's: one supervisor per
+    project): recorded lost, what is left of their agents ended (by the handle SQLite
+    kept, with the spawner's `environ`: DOCKER_HOST, KUBECONFIG), their claims cleared. And
+    what a supervisor recorded in SQLite and did not live to publish is published."""
     r = project.redis
+    lifecycle.publish_pending(project)
     for row in runs.live(project.sqlite):
         beat = agent_state.heartbeat(r, row["task_id"], row["agent_id"]) or {}
-        dead = "supervisor_pid" in beat and not _alive(beat["supervisor_pid"])
+        pid = row["supervisor_pid"] or beat.get("supervisor_pid")
+        dead = pid is not None and not supervision.alive(pid)
         if dead or lifecycle.is_lost(project, row):
             lifecycle.mark_lost(project, row)
         if dead:
-            if row["runtime"] == "process":
-                _end_group(row["handle"])  # SQLite's word, not the heartbeat's
+            runtimes.end_orphan(row["runtime"], row["handle"], environ)
             agent_state.unclaim(r, row["task_id"], row["agent_id"])
-
-
-def _end_group(handle: str | None) -> None:
-    """Kill what is left of a process agent whose supervisor died seconds ago (its heartbeat
-    still stands): it normally dies with its supervisor, but a sandbox killed in its first
-    milliseconds can outlive it. The group's ID cannot be reused while members remain."""
-    with contextlib.suppress(ProcessLookupError, PermissionError, TypeError, ValueError):
-        os.killpg(int(handle), signal.SIGKILL)
-
-
-def _alive(pid: int) -> bool:
-    """True while `pid` runs (a zombie, whose parent has not reaped it, does not)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 async def _main(home: Path, idle_s: float) -> int:

@@ -107,13 +107,24 @@ def spawn_agent(ctx, agent_id, task_id, mode, provider, profile, runtime, prompt
                        f"{spawned.provider or '-'}\t{spawned.log_path}")
         return
     # the supervisor enforces the agent's timeout; this only guards against a lost record
-    _wait_and_print(ctx, task_id, {agent_id: spawned.run_id}, defaults.AGENT_WAIT_S, phase,
+    _wait_and_print(ctx, task_id, {agent_id: (spawned.run_id, phase)}, defaults.AGENT_WAIT_S,
                     as_json)
 
 
-def _wait_and_print(ctx, task_id: str, run_ids: dict[str, int], timeout: float,
-                    phase: str | None, as_json: bool) -> None:
-    waited = project_of(ctx).wait_agents(task_id, run_ids, timeout=timeout, phase=phase)
+def _wait_and_print(ctx, task_id: str, runs: dict[str, tuple[int, str | None]],
+                    timeout: float, as_json: bool) -> None:
+    """Wait for each agent's run (agent -> run ID and phase: each phase's agents complete
+    in that phase's stream), all within `timeout`."""
+    import time
+
+    from cfn.agents.lifecycle import Waited
+
+    deadline, waited = time.monotonic() + timeout, Waited({}, False)
+    for phase in sorted({phase for _, phase in runs.values()}, key=str):
+        group = {agent: run_id for agent, (run_id, of) in runs.items() if of == phase}
+        more = project_of(ctx).wait_agents(task_id, group, phase=phase,
+                                           timeout=max(0.0, deadline - time.monotonic()))
+        waited = Waited({**waited.records, **more.records}, waited.timed_out or more.timed_out)
     if as_json:
         print_json({"records": waited.records, "timed_out": waited.timed_out})
     else:
@@ -122,7 +133,7 @@ def _wait_and_print(ctx, task_id: str, run_ids: dict[str, int], timeout: float,
             click.echo(f"{agent}\t{record.get('status')}\texit {record.get('exit_code')}\t"
                        f"confidence {'-' if confidence is None else confidence}")
     if waited.timed_out:
-        click.echo(f"cfn: timed out with {len(waited.records)} of {len(run_ids)} agents done",
+        click.echo(f"cfn: timed out with {len(waited.records)} of {len(runs)} agents done",
                    err=True)
         ctx.exit(ExitCode.TIMEOUT)
     ctx.exit(ExitCode.OK if waited.all_succeeded else ExitCode.NEGATIVE)
@@ -269,5 +280,5 @@ def wait(ctx, agent_ids, task_id, timeout, as_json) -> None:
         missing = set(agent_ids) - {row["agent_id"] for row in rows}
         if missing:
             raise NegativeOutcome(f"never ran on task {task_id}: {', '.join(sorted(missing))}")
-    _wait_and_print(ctx, task_id, {row["agent_id"]: row["id"] for row in rows}, timeout,
-                    None, as_json)
+    _wait_and_print(ctx, task_id, {row["agent_id"]: (row["id"], row["phase"]) for row in rows},
+                    timeout, as_json)

@@ -12,6 +12,9 @@ container and kubernetes runtimes use blocking SDKs, so their calls run in `pool
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 from collections.abc import Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -145,3 +148,23 @@ async def start(runtime: str, request: RunRequest, pool: Executor) -> Run:
         raise ValueError(f"unknown runtime {runtime!r}")
     loop = asyncio.get_running_loop()
     return InThreads(await loop.run_in_executor(pool, start_blocking, request), pool)
+
+
+def end_orphan(runtime: str, handle: str | None, environ: Mapping[str, str]) -> None:
+    """End what an agent of a dead supervisor left running, found by the handle SQLite kept:
+    a process group (it normally dies with its supervisor, but a sandbox killed in its first
+    milliseconds can outlive it; the group's ID cannot be reused while members remain), a
+    container, a kubernetes Job and its Secret. Best effort: it may be gone already."""
+    if not handle:
+        return
+    if runtime == "process":
+        with contextlib.suppress(ProcessLookupError, PermissionError, ValueError):
+            os.killpg(int(handle), signal.SIGKILL)
+    elif runtime == "container":
+        from cfn.agents.runtimes.container import remove
+
+        remove(handle, environ)
+    elif runtime == "kubernetes":
+        from cfn.agents.runtimes.kubernetes import delete
+
+        delete(handle, environ)

@@ -75,6 +75,12 @@ class ContainerRun:
             self.container.remove(force=True)
 
 
+def remove(handle: str, environ: Mapping[str, str]) -> None:
+    """Remove the container `handle` (its ID), running or not, if the engine still has it."""
+    with contextlib.suppress(NotFound, BackendUnavailable):
+        client(environ).containers.get(handle).remove(force=True)
+
+
 def _copy_logs(container, log_path) -> None:
     with open_log(log_path) as log:
         for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=True):

@@ -168,6 +168,13 @@ class KubernetesRun:
             client.CoreV1Api().delete_namespaced_secret(self.name, self.namespace)
 
 
+def delete(handle: str, environ: Mapping[str, str]) -> None:
+    """Delete the Job `handle` (job/NAMESPACE/NAME) and its Secret, if they still exist."""
+    _, namespace, name = handle.split("/", 2)
+    load_cluster_config(environ)
+    KubernetesRun(name, namespace, log_path="").cleanup()
+
+
 def load_cluster_config(environ: Mapping[str, str] | None = None) -> None:
     """The current context of KUBECONFIG in `environ` (default: this process's environment),
     or the in-cluster config; a clear error if none."""

@@ -1,0 +1,2 @@
+ALTER TABLE agents DROP COLUMN supervisor_pid;
+ALTER TABLE agents DROP COLUMN outbox;
