@@ -89,37 +89,35 @@ def _client(target: Target, url: str) -> redis.Redis:
 
 
 def connect(target: Target) -> tuple[redis.Redis | RedisCluster, str]:
-    """A client on the first URL of `target` that answers a PING, and that URL."""
-    from redis.exceptions import AuthenticationError, ConnectionError, RedisError, TimeoutError
+    """A client on the Redis of `target` that answered a PING, and its URL."""
+    from redis.exceptions import AuthenticationError, RedisError
 
-    from cfn import cluster
+    from cfn import cluster, failover
 
-    for index, url in enumerate(target.urls):
-        client = _client(target, url)
+    if len(target.urls) > 1:  # a fallback: follow whichever server is home
         try:
-            _ping(client, target)
-            if cluster.enabled(client):
-                client.close()
-                return _cluster_client(target, url), url
-            if len(target.urls) > 1:  # a fallback: follow whichever server is home
-                client.close()
-                return _failover_client(target)
-            if target.reconnect_window:  # connected: a dropped connection is ridden out
-                client.set_retry(_reconnecting(target))
-            return client, url
-        except RedisError as exc:
+            return _failover_client(target)
+        except failover.ClusterNode as node:  # a cluster's own failover is followed instead
+            return _cluster_client(target, node.url), node.url
+    (url,) = target.urls
+    client = _client(target, url)
+    try:
+        _ping(client, target)
+        if cluster.enabled(client):
             client.close()
-            last = index + 1 == len(target.urls)
-            if isinstance(exc, AuthenticationError) and \
-                    url.startswith(f"unix://{embedded.ADMIN_USER}:"):
-                raise BackendUnavailable(
-                    f"the embedded Redis at {mask_url(url)} refused cfn's admin user: it was "
-                    "started by an older cfn; run `cfn redis stop` (its data stays) and try "
-                    "again") from None
-            if last or isinstance(exc, AuthenticationError) or \
-                    not isinstance(exc, (ConnectionError, TimeoutError)):
-                raise unavailable(exc, url) from None
-    raise BackendUnavailable("no Redis URL to connect to; set REDIS_URL")
+            return _cluster_client(target, url), url
+    except RedisError as exc:
+        client.close()
+        if isinstance(exc, AuthenticationError) and \
+                url.startswith(f"unix://{embedded.ADMIN_USER}:"):
+            raise BackendUnavailable(
+                f"the embedded Redis at {mask_url(url)} refused cfn's admin user: it was "
+                "started by an older cfn; run `cfn redis stop` (its data stays) and try "
+                "again") from None
+        raise unavailable(exc, url) from None
+    if target.reconnect_window:  # connected: a dropped connection is ridden out
+        client.set_retry(_reconnecting(target))
+    return client, url
 
 
 def _reconnecting(target: Target):
@@ -132,6 +130,7 @@ def _failover_client(target: Target) -> tuple[redis.Redis, str]:
     """A client that follows the home between the primary and the fallback (cfn.failover),
     and the home's URL now."""
     from redis.backoff import NoBackoff
+    from redis.exceptions import RedisError
     from redis.retry import Retry
 
     from cfn import failover
@@ -142,8 +141,17 @@ def _failover_client(target: Target) -> tuple[redis.Redis, str]:
                            "a Redis Cluster (docs/cluster.md)")
     client = failover.client(target, _reconnecting(target) if target.reconnect_window
                              else Retry(NoBackoff(), 0))
-    _ping(client, target)
-    return client, client.connection_pool.connection_kwargs["failover"].url
+    try:
+        _ping(client, target)
+    except RedisError as exc:
+        client.close()
+        raise unavailable(exc, _home(client)) from None
+    return client, _home(client)
+
+
+def _home(client: redis.Redis) -> str:
+    """The URL a failover client found home last (cfn.failover)."""
+    return client.connection_pool.connection_kwargs["failover"].url
 
 
 def _ping(client: redis.Redis, target: Target) -> None:

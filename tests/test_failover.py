@@ -3,6 +3,7 @@ under waiters, agents and locks; what it acknowledged moved to the fallback, whi
 over, once it is back; nothing stranded, split or delivered twice. docs/guarantees.md names
 these tests."""
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -51,8 +52,9 @@ def run(project, primary, fallback):
     env = {**os.environ, "CFN_HOME": str(project / ".cfn"), "REDIS_URL": primary.url,
            "REDIS_FALLBACK_1": fallback.url}
 
-    def start(*args: str) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "cfn", *args], cwd=project, env=env,
+    def start(*args: str, extra: dict | None = None) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "cfn", *args], cwd=project,
+                                env={**env, **(extra or {})},
                                 text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 stdin=subprocess.DEVNULL)
     return start
@@ -171,3 +173,69 @@ def test_an_agent_follows_the_fallback_and_its_record_lands(primary, p, r, run):
     assert (record["status"], record["deliverables"], record["confidence"]) == \
         ("success", ["now", 0], 0.8)
     assert r.xlen("coord:{T}:complete") == 1
+
+
+def test_an_agents_newer_report_on_the_fallback_is_not_undone_by_the_drain(primary, run):
+    ok(run("report", "--task-id", "T", "--agent-id", "a1", "--confidence", "0.5"))
+    primary.kill()
+    ok(run("report", "--task-id", "T", "--agent-id", "a1", "--confidence", "0.9"))
+    primary.start()
+    got = json.loads(ok(run("collect-results", "--task-id", "T", "--expected", "1",
+                            "--threshold", "1", "--timeout", "5", "--json")))
+    assert [x["confidence"] for x in got["results"]] == [0.9]
+
+
+def test_a_key_that_cannot_be_moved_stays_and_connecting_still_works(primary, p, r, run):
+    ok(run("report", "--task-id", "T", "--agent-id", "a1", "--confidence", "0.5"))
+    p.hset("coord:{T}:results:sent:evil", "x", "y")  # an agent may write these keys
+    p.set("lock:other-app-mutex", "theirs")  # another application's key: not cfn's
+    primary.kill()
+    ok(run("signal", "send", "--task-id", "T", "--channel", "c", "--payload", "x"))
+    primary.start()
+    ok(run("signal", "send", "--task-id", "T", "--channel", "c", "--payload", "y"))
+    assert p.get("lock:other-app-mutex") == "theirs" and not r.exists("lock:other-app-mutex")
+    assert r.xlen("coord:{T}:results") == 1  # the report moved all the same
+
+
+def test_a_busy_primary_is_not_failed_over(primary, p, r, run):
+    """A Redis that answers with an error (here BUSY: an agent's endless script) is not
+    down: nobody takes over from it, and what it holds stays where it is."""
+    import threading
+    import time
+
+    ok(run("signal", "send", "--task-id", "T", "--channel", "c", "--payload", "x"))
+    busy = redis.Redis.from_url(primary.url)
+    threading.Thread(target=lambda: _ignore(busy.eval, "while true do end", 0),
+                     daemon=True).start()
+    time.sleep(5.5)  # Redis answers BUSY once a script has run 5 s
+    try:
+        code, _, err = done(run("signal", "send", "--task-id", "T", "--channel", "c",
+                                "--payload", "y", extra={"CFN_RECONNECT_WINDOW": "2"}))
+        assert code == 4, err
+        assert r.hget("cfn:failover", "epoch") == "0"  # no takeover
+    finally:
+        redis.Redis.from_url(primary.url).script_kill()
+    assert p.lrange("coord:{T}:signal:c", 0, -1) == ["x"]
+
+
+def _ignore(call, *args):
+    with contextlib.suppress(redis.exceptions.RedisError):  # killed: the point
+        call(*args)
+
+
+def test_a_fallback_paired_with_another_primary_is_refused(tmp_path, primary, fallback, run,
+                                                           project):
+    import os
+
+    ok(run("signal", "send", "--task-id", "T", "--channel", "c", "--payload", "x"))
+    other = RestartableRedis(tmp_path / "other")
+    other.start()
+    try:
+        env = {**os.environ, "CFN_HOME": str(project / ".cfn2"), "REDIS_URL": other.url,
+               "REDIS_FALLBACK_1": fallback.url}
+        got = subprocess.run([sys.executable, "-m", "cfn", "signal", "send", "--task-id", "T",
+                              "--channel", "c", "--payload", "y"], env=env, text=True,
+                             capture_output=True, timeout=60)
+        assert got.returncode == 2 and "a fallback serves one primary" in got.stderr
+    finally:
+        other.kill()

@@ -138,6 +138,10 @@ def spawn(project: Project, request: SpawnRequest) -> Spawned:
     runtimes.check(request.runtime, request.image or config.agent_image,
                    bool(config.agent_sandbox), os.environ)
     r = project.redis
+    if config.redis_fallback_1 and config.agent_acl and not agent_state.has_read_selectors(r):
+        raise InvalidInput(  # agents follow a failover by reading cfn:failover
+            "agents with their own Redis users follow REDIS_FALLBACK_1 only on Redis 7 or "
+            "later (read-only ACL selectors); upgrade both servers, or unset the fallback")
     route = _route(project, request, profile, lambda chain: agent_state.cooling(r, chain))
     provider = route.chain[0] if route.chain else None
     secret = tokens.signing_secret(config.token_secret, config.home)
