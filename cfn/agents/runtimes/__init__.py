@@ -46,6 +46,19 @@ class RunRequest:
     host_env: Mapping[str, str] = field(default_factory=dict)
 
 
+# variables whose values are secrets (provider keys, the agent's Redis password and token)
+SECRET_VARS = ("ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_API_KEY", "REDIS_PASSWORD", "CFN_TOKEN")
+
+
+def is_secret(name: str) -> bool:
+    return name in SECRET_VARS or name.endswith("_API_KEY")
+
+
+def redacted(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` with every secret's value replaced, for showing."""
+    return {k: "<redacted>" if is_secret(k) else v for k, v in env.items()}
+
+
 def open_log(path: Path, text: bool = False):
     """The agent's log, appended to; created 0600 (the operator's alone, like the whole
     state directory) whatever the umask."""
