@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 
-from cfn.config import Config, mask_url
+from cfn.config import Config, Provider, mask_url
 
 OK, WARNING, ERROR = "ok", "warning", "error"
 MIN_PYTHON = (3, 10)
@@ -218,7 +218,9 @@ def providers_in_use(config: Config) -> Iterator[str]:
     yield from config.fallback_providers
 
 
-def _provider_check(provider, in_use: bool, environ: Mapping[str, str]) -> Check:
+def _provider_check(provider: Provider, in_use: bool, environ: Mapping[str, str]) -> Check:
+    from cfn.routing import has_key
+
     name = f"provider {provider.name}"
     unusable = WARNING if in_use else OK
     unused = "" if in_use else " (routing does not pick it)"
@@ -228,7 +230,7 @@ def _provider_check(provider, in_use: bool, environ: Mapping[str, str]) -> Check
                      if in_use else "")
     if provider.key_env is None:
         return Check(name, OK, "uses the claude CLI's own login")
-    if environ.get(provider.key_env):
+    if has_key(provider, environ):
         return Check(name, OK, f"key in {provider.key_env}")
     return Check(name, unusable, f"no key: {provider.key_env} is not set{unused}",
                  f"export {provider.key_env}" if in_use else "")
