@@ -78,12 +78,15 @@ def test_a_dry_run_needs_no_key_and_names_the_one_a_spawn_needs(cfn, project, ru
     assert not (project / ".cfn" / "agents").exists()
 
 
-def test_a_process_dry_run_shows_no_key(cfn):
+def test_a_process_dry_run_shows_no_secret(cfn):
     got = cfn("spawn-agent", "coder-1", "T1", "--dry-run", "--prompt", "x",
-              extra_env={"ANTHROPIC_API_KEY": KEY})
+              extra_env={"ANTHROPIC_API_KEY": KEY, "CFN_AGENT_ENV": "DEPLOY_TOKEN",
+                         "DEPLOY_TOKEN": "tok-passed-through-0123"})
     assert got.returncode == 0, got.stderr
     assert KEY not in got.stdout + got.stderr
-    assert yaml.safe_load(got.stdout)["env"]["ANTHROPIC_API_KEY"] == "<redacted>"
+    assert "tok-passed-through-0123" not in got.stdout + got.stderr
+    env = yaml.safe_load(got.stdout)["env"]
+    assert env["ANTHROPIC_API_KEY"] == env["DEPLOY_TOKEN"] == "<redacted>"
 
 
 @pytest.mark.skipif(not podman_available(), reason="needs podman and busybox-static")

@@ -46,12 +46,13 @@ class RunRequest:
     host_env: Mapping[str, str] = field(default_factory=dict)
 
 
-# variables whose values are secrets (provider keys, the agent's Redis password and token)
-SECRET_VARS = ("ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_API_KEY", "REDIS_PASSWORD", "CFN_TOKEN")
+# names of variables whose values are secrets: provider keys, the agent's Redis password and
+# token, and whatever an operator passes through (agent_env) under a name that says so
+_SECRET_SUFFIXES = ("_KEY", "_TOKEN", "_SECRET", "_PASSWORD")
 
 
 def is_secret(name: str) -> bool:
-    return name in SECRET_VARS or name.endswith("_API_KEY")
+    return name.upper().endswith(_SECRET_SUFFIXES)
 
 
 def redacted(env: Mapping[str, str]) -> dict[str, str]:
