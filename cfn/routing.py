@@ -33,20 +33,28 @@ class Route:
     chain: tuple[str, ...]
     reasons: tuple[str, ...] = field(default_factory=tuple)
     skipped: tuple[str, ...] = field(default_factory=tuple)  # fallbacks without a key
+    # a preview's chosen provider whose key is not in the environment (a spawn refuses it)
+    missing_key: tuple[str, ...] = field(default_factory=tuple)
 
 
 def select(
     config: Config, env: Mapping[str, str], *, profile_provider: str | None = None,
     explicit: str | None = None, complexity: str | None = None, cost_sensitive: bool = False,
     profile_fallback: tuple[str, ...] = (),
+    preview: bool = False,
 ) -> Route:
     """Choose the provider chain for an agent and say why. `env` is only asked whether
-    each provider's key is present."""
+    each provider's key is present. A `preview` (nothing will run) accepts a chosen
+    provider without its key and names it in `missing_key`."""
     table = config.providers
     first, why = _first_choice(config, explicit, profile_provider, complexity, cost_sensitive)
     if first not in table:
         raise InvalidInput(f"unknown provider {first!r} ({why}); known: {', '.join(sorted(table))}")
-    resolve(table[first], env)  # the chosen provider must be usable: a clear error if not
+    missing = () if has_key(table[first], env) else (first,)
+    if preview:
+        require_endpoint(table[first])
+    else:
+        resolve(table[first], env)  # the chosen provider must be usable: a clear error if not
     chain, skipped = [first], []
     for name in (*config.fallback_providers, *profile_fallback):
         if name not in table:
@@ -59,7 +67,7 @@ def select(
             chain.append(name)
         except InvalidInput:
             skipped.append(name)
-    return Route(tuple(chain), (why,), tuple(skipped))
+    return Route(tuple(chain), (why,), tuple(skipped), missing)
 
 
 def _first_choice(config: Config, explicit, profile_provider, complexity,
@@ -85,10 +93,7 @@ class Resolved:
 
 def resolve(provider: Provider, env: Mapping[str, str]) -> Resolved:
     """The provider with its key from the environment; InvalidInput if it cannot be used."""
-    if not provider.base_url:
-        raise InvalidInput(
-            f"provider {provider.name} has no Anthropic-compatible endpoint; set "
-            f"CFN_PROVIDER_{provider.name.upper()}_BASE_URL (e.g. to a proxy)")
+    require_endpoint(provider)
     if provider.key_env is None:
         return Resolved(provider, None)
     key = env.get(provider.key_env)
@@ -96,6 +101,19 @@ def resolve(provider: Provider, env: Mapping[str, str]) -> Resolved:
         raise InvalidInput(f"provider {provider.name} needs its API key in {provider.key_env}; "
                            "export it (never pass keys as arguments)")
     return Resolved(provider, key)
+
+
+def require_endpoint(provider: Provider) -> None:
+    """InvalidInput unless the provider has an Anthropic-compatible endpoint."""
+    if not provider.base_url:
+        raise InvalidInput(
+            f"provider {provider.name} has no Anthropic-compatible endpoint; set "
+            f"CFN_PROVIDER_{provider.name.upper()}_BASE_URL (e.g. to a proxy)")
+
+
+def has_key(provider: Provider, env: Mapping[str, str]) -> bool:
+    """True if the provider needs no key (the CLI's login) or its key is in `env`."""
+    return provider.key_env is None or bool(env.get(provider.key_env))
 
 
 def agent_env_without_credentials(base: Mapping[str, str],

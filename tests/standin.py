@@ -25,6 +25,11 @@ class Standin:
     # {"command": ...}), ("Write", {"file_path": ..., "content": ...}), ...
     tool_calls: list[tuple[str, dict]] = field(default_factory=list)
     tools_when: str = ""  # only in conversations whose messages contain this text
+    # when given, the final reply of the agent's conversation waits until it is set, and
+    # `holding` says a reply is waiting: the agent is running meanwhile, for as long as the
+    # test needs
+    release: threading.Event | None = None
+    holding: threading.Event = field(default_factory=threading.Event)
     requests: list[dict] = field(default_factory=list)
     tool_results: list[str] = field(default_factory=list)  # what the agent's tool returned
     server: ThreadingHTTPServer | None = None
@@ -71,10 +76,19 @@ class Standin:
                         "type": kind, "message": f"stand-in says {standin.status}"}})
                 elif "count_tokens" in self.path:
                     self._send_json(200, {"input_tokens": 10})
-                elif body.get("stream"):
-                    self._stream(body)
                 else:
-                    self._send_json(200, self._message(body))
+                    self._hold(body)
+                    if body.get("stream"):
+                        self._stream(body)
+                    else:
+                        self._send_json(200, self._message(body))
+
+            def _hold(self, body) -> None:
+                """Keep the agent's final reply back until the test releases it."""
+                if standin.release is None or not body.get("tools") or self._next_tool(body):
+                    return
+                standin.holding.set()
+                standin.release.wait(timeout=120)  # a test that forgets still ends
 
             def _next_tool(self, body) -> tuple[str, dict] | None:
                 """The tool call this request should be answered with: in the agent's main

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+import threading
 import time
 
 import pytest
@@ -177,3 +178,51 @@ def test_an_agent_whose_tools_were_denied_is_not_a_success(cfn, claude_env, quic
     record = json.loads(got.stdout)["records"]["coder-1"]
     assert record["status"] == "failure" and "tools were denied" in record["error"]
     assert "cat /etc/hostname" in record["error"]
+
+
+def log_events(cfn, task: str) -> list[dict]:
+    """What `cfn agents logs` shows of the agent's log, as the JSON events in it."""
+    got = cfn("agents", "logs", "coder-1", "--task-id", task)
+    assert got.returncode == 0, got.stderr
+    return [json.loads(line) for line in got.stdout.splitlines() if line.startswith("{")]
+
+
+def test_the_log_shows_each_event_while_the_agent_works(cfn, claude_env, quick_coder, project):
+    """Claude agents stream: the log has the agent's events before it ends (the stand-in
+    holds its last reply until they have been seen), and the report is the stream's
+    result event."""
+    (project / "notes.txt").write_text("remember the milk\n")
+    model = Standin(tool_calls=[("Read", {"file_path": str(project / "notes.txt")})],
+                    reply='Read it.\n{"confidence": 0.7, "deliverables": ["notes.txt"]}',
+                    release=threading.Event()).start()
+    try:
+        got = cfn("spawn-agent", "coder-1", "T5", "cli", "zai", "--prompt", "read notes.txt",
+                  "--json", timeout=60,
+                  extra_env={**claude_env, "CFN_PROVIDER_ZAI_BASE_URL": model.url})
+        assert got.returncode == 0, got.stderr
+        assert model.holding.wait(timeout=90), "the agent never asked for its last reply"
+        during = log_events(cfn, "T5")
+        running = json.loads(cfn("agents", "ls", "--task-id", "T5", "--json").stdout)
+        assert running[0]["status"] == "running"
+    finally:
+        model.release.set()
+        done = cfn("agents", "wait", "--task-id", "T5", "--json", timeout=120)
+        model.stop()
+    # before the end: its start, the tool it asked for and what the tool returned
+    assert [e["type"] for e in during][:1] == ["system"]
+    assert "result" not in [e["type"] for e in during]
+    assert "remember the milk" in json.dumps([e for e in during if e["type"] == "user"])
+    assert any(block.get("type") == "tool_use" and block.get("name") == "Read"
+               for e in during if e["type"] == "assistant"
+               for block in e["message"]["content"])
+    # the end: one result event, and the record is read from it
+    after = log_events(cfn, "T5")
+    assert after[:len(during)] == during and after[-1]["type"] == "result"
+    result = after[-1]
+    assert done.returncode == 0, done.stdout + done.stderr
+    record = json.loads(done.stdout)["records"]["coder-1"]
+    assert (record["status"], record["confidence"], record["deliverables"]) == \
+        ("success", 0.7, ["notes.txt"])
+    assert record["input_tokens"] == result["usage"]["input_tokens"] > 0
+    assert record["output_tokens"] == result["usage"]["output_tokens"] > 0
+    assert record["cost_usd"] == result["total_cost_usd"] > 0

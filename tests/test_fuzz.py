@@ -70,7 +70,7 @@ HOT = set(fast.COMMANDS)
 HEAVY = {("spawn-agent",), ("loop", "run"), ("loop", "resume"), ("demo",), ("image", "build"),
          ("image", "status"), ("session", "start"), ("session", "exec"), ("session", "stop"),
          ("session", "ls"), ("worktree", "up"), ("worktree", "down"), ("redis", "start"),
-         ("redis", "stop")}
+         ("redis", "stop"), ("doctor",), ("health",)}  # the doctor runs claude, compose
 # commands that read no setting (they talk to the container engine alone), so a setting's
 # bad value in the environment is not theirs to refuse
 NO_SETTINGS = {("session", "ls"), ("session", "stop")}

@@ -57,10 +57,36 @@ def test_dry_run_prints_a_valid_job_and_its_secret(manifest, project, redis_sock
     assert not (project / ".cfn" / "agents").exists()  # a dry run starts nothing
 
 
-def test_dry_run_needs_the_kubernetes_runtime(cfn):
+@pytest.mark.parametrize("runtime", ["process", "container", "kubernetes"])
+def test_a_dry_run_needs_no_key_and_names_the_one_a_spawn_needs(cfn, project, runtime):
+    got = cfn("spawn-agent", "coder-1", "T1", "--runtime", runtime, "--dry-run", "--json",
+              "--prompt", "Add login")
+    assert got.returncode == 0, got.stderr
+    assert "ANTHROPIC_API_KEY, which is not set" in got.stderr
+    documents = json.loads(got.stdout)
+    env = documents[0]["stringData"] if runtime == "kubernetes" else documents[0]["env"]
+    assert env["ANTHROPIC_API_KEY"] == "<redacted>"  # where the key would go
+    if runtime != "kubernetes":
+        assert documents[0]["argv"][-1] == "Add login"
+        assert documents[0]["chain"] == ["anthropic"]
+        assert env["REDIS_PASSWORD"] == env["CFN_TOKEN"] == "<redacted>"
+    assert not (project / ".cfn" / "agents").exists()  # a dry run starts nothing
+    # a real spawn still refuses the missing key, before anything starts
+    spawned = cfn("spawn-agent", "coder-1", "T1", "--runtime", "process", "--prompt", "x")
+    assert spawned.returncode == 2
+    assert "needs its API key in ANTHROPIC_API_KEY" in spawned.stderr
+    assert not (project / ".cfn" / "agents").exists()
+
+
+def test_a_process_dry_run_shows_no_secret(cfn):
     got = cfn("spawn-agent", "coder-1", "T1", "--dry-run", "--prompt", "x",
-              extra_env={"ANTHROPIC_API_KEY": KEY})
-    assert got.returncode == 2
+              extra_env={"ANTHROPIC_API_KEY": KEY, "CFN_AGENT_ENV": "DEPLOY_TOKEN",
+                         "DEPLOY_TOKEN": "tok-passed-through-0123"})
+    assert got.returncode == 0, got.stderr
+    assert KEY not in got.stdout + got.stderr
+    assert "tok-passed-through-0123" not in got.stdout + got.stderr
+    env = yaml.safe_load(got.stdout)["env"]
+    assert env["ANTHROPIC_API_KEY"] == env["DEPLOY_TOKEN"] == "<redacted>"
 
 
 @pytest.mark.skipif(not podman_available(), reason="needs podman and busybox-static")

@@ -84,8 +84,29 @@ def test_cfn_route_explains_without_showing_keys(cfn):
     assert [s["provider"] for s in doc["chain"]] == ["anthropic", "zai"]
     assert "high complexity" in doc["why"][0]
     assert "sk-a" not in got.stdout and "sk-z" not in got.stdout
-    missing = cfn("route", "coder", "--provider", "kimi", extra_env={"KIMI_API_KEY": ""})
-    assert missing.returncode == 2 and "KIMI_API_KEY" in missing.stderr
+
+
+def test_cfn_route_needs_no_key_and_names_the_one_a_spawn_needs(cfn):
+    got = cfn("route", "coder", "--provider", "kimi", "--json", extra_env={"KIMI_API_KEY": ""})
+    assert got.returncode == 0, got.stderr
+    assert json.loads(got.stdout)["chain"][0] == {
+        "provider": "kimi", "base_url": "https://api.moonshot.ai/anthropic",
+        "model": "kimi-latest", "key_env": "KIMI_API_KEY", "key_set": False}
+    assert "export it" in got.stderr and "KIMI_API_KEY" in got.stderr
+    said = cfn("route", "coder")
+    assert said.returncode == 0, said.stderr
+    assert "key from ANTHROPIC_API_KEY (not set)" in said.stdout
+    assert "ANTHROPIC_API_KEY" in said.stderr
+    with_key = cfn("route", "coder", extra_env={"ANTHROPIC_API_KEY": "sk-a"})
+    assert "(not set)" not in with_key.stdout and with_key.stderr == ""
+
+
+def test_a_preview_still_refuses_what_no_key_fixes():
+    with pytest.raises(InvalidInput, match="no Anthropic-compatible endpoint"):
+        select({}, explicit="gemini", preview=True)
+    route = select({}, explicit="kimi", preview=True)
+    assert route.chain == ("kimi",) and route.missing_key == ("kimi",)
+    assert select(KEYS, explicit="kimi", preview=True).missing_key == ()
 
 
 def test_anthropic_takes_an_api_key_and_third_parties_a_bearer_token():

@@ -130,6 +130,39 @@ def test_outcome_parsing(output, exit_code, expected):
     assert {k: parsed[k] for k in expected} == expected
 
 
+STREAM = [{"type": "system", "subtype": "init", "model": "glm-4.6"},
+          {"type": "assistant", "message": {"content": [
+              {"type": "text", "text": '{"confidence": 0.99, "deliverables": ["fake"]}'}]}},
+          {**CLAUDE_OK, "subtype": "success"}]
+
+
+def lines(*events) -> str:
+    return "".join(json.dumps(event) + "\n" for event in events)
+
+
+def test_a_claude_stream_is_judged_by_its_result_event():
+    parsed = outcome.parse("claude warned on stderr\n" + lines(*STREAM), 0, claude_agent=True)
+    assert (parsed.status, parsed.confidence, parsed.deliverables) == (OK, 0.9, ["a.py"])
+    assert (parsed.input_tokens, parsed.output_tokens, parsed.cost_usd) == (10, 5, 0.02)
+    # the single JSON document of --output-format json is read the same way
+    assert outcome.parse(json.dumps(CLAUDE_OK), 0, claude_agent=True) == \
+        outcome.parse(lines(*STREAM), 0, claude_agent=True)
+
+
+@pytest.mark.parametrize("output,exit_code", [
+    (lines(*STREAM[:2]), 0),  # a report in an assistant event is not a result
+    (lines(*STREAM[:2]) + '{"type": "resu', 0),  # cut off mid-event
+    ("", 0),
+    (lines(*STREAM[:1]) + "Error: something broke\n", 1),
+])
+def test_a_claude_stream_without_a_result_event_failed(output, exit_code):
+    parsed = outcome.parse(output, exit_code, claude_agent=True)
+    assert parsed.status == FAIL and parsed.exit_code == exit_code
+    assert (parsed.confidence, parsed.deliverables, parsed.cost_usd) == (None, None, None)
+    assert parsed.error.startswith("no result event")
+    assert output.strip()[-100:] in parsed.error  # what it said last, as it said it
+
+
 @pytest.mark.parametrize("document,message", [
     ({"id": "x", "name": "X"}, None),
     ({"id": "x", "name": "X", "kind": "scripted", "command": ["echo", "{task_id}"]}, None),

@@ -1,7 +1,9 @@
 """What an agent's output says: confidence, deliverables, tokens, cost, provider errors.
 
-Claude Code headless prints one JSON result object; scripted agents may print
-a JSON object as their last line. Values an agent did not give stay None.
+Claude Code headless prints a stream of JSON events, one a line (`--output-format
+stream-json`), that ends with its `result` event (with `--output-format json`, that event
+alone); scripted agents may print a JSON object as their last line. Values an agent did
+not give stay None, and a Claude agent without a result event failed.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import asdict, dataclass
 
 _PROVIDER_TEXT = re.compile(r"\b(429|5\d\d)\b|overloaded|rate.?limit", re.I)
 _TAIL_BYTES = 256 * 1024
+_SHOWN_CHARS = 300  # of an output that cannot be judged: the whole of it stays in the log
 
 
 @dataclass
@@ -47,8 +50,8 @@ def _json_objects_from_end(text: str):
             yield value
 
 
-def _last_json_line(output: str) -> dict:
-    """The last line of output that is a JSON object (Claude's result, a script's report)."""
+def _json_lines_from_end(output: str):
+    """The lines of output that are JSON objects, the last one first."""
     for line in reversed(output.splitlines()):
         line = line.strip()
         if line.startswith("{"):
@@ -57,8 +60,18 @@ def _last_json_line(output: str) -> dict:
             except ValueError:
                 continue
             if isinstance(value, dict):
-                return value
-    return {}
+                yield value
+
+
+def _last_json_line(output: str) -> dict:
+    """The last line of output that is a JSON object (a script's report)."""
+    return next(_json_lines_from_end(output), {})
+
+
+def _result_event(output: str) -> dict:
+    """Claude Code's result event: the last JSON line of type "result" ({} if none)."""
+    return next((event for event in _json_lines_from_end(output)
+                 if event.get("type") == "result"), {})
 
 
 def _confidence(value) -> float | None:
@@ -97,9 +110,14 @@ def read_log_tail(path) -> str:
         return handle.read().decode(errors="replace")
 
 
-def parse(output: str, exit_code: int | None) -> Outcome:
-    """Judge a finished agent from its exit code and output."""
-    document = _last_json_line(output)
+def parse(output: str, exit_code: int | None, *, claude_agent: bool = False) -> Outcome:
+    """Judge a finished agent from its exit code and output. A `claude_agent`'s report is
+    its result event; without one it failed, whatever its exit code."""
+    document = _result_event(output) if claude_agent else _last_json_line(output)
+    if claude_agent and not document:
+        return Outcome(status="failure", exit_code=exit_code, error=(
+            f"no result event in Claude Code's output (exit code {exit_code}); it ended with: "
+            f"{output.strip()[-_SHOWN_CHARS:] or '(nothing)'}"))
     claude = document.get("type") == "result"
     is_error = bool(document.get("is_error")) if claude else False
     ok = exit_code == 0 and not is_error

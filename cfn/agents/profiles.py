@@ -22,9 +22,12 @@ ROLES = ("implementer", "validator", "product-owner", "any")
 PLACEHOLDERS = {"prompt", "instructions", "model", "workspace", "task_id", "agent_id",
                 "allowed_tools"}
 
-# {allowed_tools}: the profile's `tools` and the coordination skills' scripts, nothing broader
+# {allowed_tools}: the profile's `tools` and the coordination skills' scripts, nothing broader.
+# stream-json writes each event as it happens, so the agent's log (`cfn agents logs -f`)
+# shows its work live; it ends with the result event the report is read from. -p needs
+# --verbose for it.
 CLAUDE_COMMAND = (
-    "claude", "-p", "--output-format", "json", "--model", "{model}",
+    "claude", "-p", "--output-format", "stream-json", "--verbose", "--model", "{model}",
     "--allowedTools", "{allowed_tools}", "--append-system-prompt", "{instructions}", "{prompt}",
 )
 _FIELDS = {"id", "name", "role", "kind", "provider", "model", "temperature", "max_tokens",

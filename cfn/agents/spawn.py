@@ -15,7 +15,7 @@ import logging
 import os
 import secrets
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -96,21 +96,22 @@ def _check(request: SpawnRequest, config: Config) -> tuple[profiles.Profile, Pat
 
 
 def _route(project: Project, request: SpawnRequest, profile: profiles.Profile,
-           cooling: Callable[[tuple[str, ...]], list[str]] = lambda _chain: []) -> routing.Route:
+           cooling: Callable[[tuple[str, ...]], list[str]] = lambda _chain: [],
+           preview: bool = False) -> routing.Route:
     """The provider chain (none for scripted agents), providers in cooldown moved last."""
     if profile.kind != "claude":
         return routing.Route(())
     route = routing.select(
         project.config, os.environ, profile_provider=profile.provider, explicit=request.provider,
         complexity=request.complexity, cost_sensitive=request.cost_sensitive,
-        profile_fallback=profile.fallback,
+        profile_fallback=profile.fallback, preview=preview,
     )
     cooled = cooling(route.chain)
     if not cooled or len(cooled) == len(route.chain):
         return route
     chain = tuple(p for p in route.chain if p not in cooled) + tuple(cooled)
     return routing.Route(chain, (*route.reasons, f"in cooldown: {', '.join(cooled)}"),
-                         route.skipped)
+                         route.skipped, route.missing_key)
 
 
 def _context(request: SpawnRequest, workspace: Path, profile: profiles.Profile,
@@ -247,23 +248,58 @@ def build_spec(config: Config, request: SpawnRequest, profile: profiles.Profile,
     }
 
 
-def kubernetes_dry_run(project: Project, request: SpawnRequest) -> list[dict]:
-    """The Secret and Job a kubernetes spawn would create, secrets redacted; starts nothing."""
-    from cfn.agents.runtimes.kubernetes import manifests
+@dataclass(frozen=True)
+class DryRun:
+    """What a spawn would submit, secrets redacted: the kubernetes Secret and Job, or for
+    the other runtimes one document with the agent's argv and environment."""
+
+    documents: list[dict]
+    missing_keys: tuple[str, ...]  # variables a spawn needs that the environment lacks
+
+
+def dry_run(project: Project, request: SpawnRequest) -> DryRun:
+    """What spawning `request` would run; starts nothing, writes nothing and needs no
+    provider key (the key's variable is named in `missing_keys` instead)."""
+    route, run_request = _preview(project, request)
+    keys = tuple(project.config.providers[name].key_env for name in route.missing_key)
+    if request.runtime == "kubernetes":
+        from cfn.agents.runtimes.kubernetes import manifests
+
+        return DryRun(manifests(run_request, redact=True), keys)
+    document = {
+        "runtime": request.runtime, "name": run_request.name, "chain": list(route.chain),
+        "route": list(route.reasons), "argv": run_request.argv, "env": run_request.env,
+        "workspace": str(run_request.workspace), "ro_mounts": run_request.ro_mounts,
+        "memory": run_request.memory, "cpus": run_request.cpus,
+        "timeout": run_request.deadline_s,
+    }
+    if request.runtime == "container":
+        document.update(image=run_request.image, network=run_request.network)
+    else:
+        document.update(sandbox=run_request.sandbox)
+    return DryRun([document], keys)
+
+
+def _preview(project: Project, request: SpawnRequest
+             ) -> tuple[routing.Route, runtimes.RunRequest]:
+    """The route and the runtime's request a spawn would make, with every secret redacted
+    (stand-ins sign nothing and reach no one)."""
+    from cfn import embedded
     from cfn.agents.supervisor import AgentRun
 
     config = project.config
     profile, workspace = _check(request, config)
-    route = _route(project, request, profile)
-    from cfn import embedded
-
+    route = _route(project, request, profile, preview=True)
     spec = build_spec(config, request, profile, workspace, route,
                       str(config.redis_url or embedded.url(config.home)), run_id=0,
                       log_path=Path("/dev/null"),
                       acl_user=agent_state.RedisUser("<created-at-spawn>", "x"),
                       secret="x" * tokens.MIN_SECRET_BYTES, spawned_at=0.0)
+    # a key that is not set gets a stand-in, so the preview shows where it would go
+    spec["environ"].update({config.providers[name].key_env: "<not set>"
+                            for name in route.missing_key})
     run_request = AgentRun(spec, project).request(route.chain[0] if route.chain else None, 0)
-    return manifests(run_request, redact=True)
+    return route, replace(run_request, env=runtimes.redacted(run_request.env), host_env={})
 
 
 def _server_time(r: redis.Redis) -> float:

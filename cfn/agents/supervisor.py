@@ -181,7 +181,9 @@ class AgentRun:
             forced = "stopped" if self.stopping.is_set() else "timeout"
             await run.kill()
             code = await run.wait(0)
-        result = outcomes.parse(outcomes.read_log_tail(self.spec["log_path"]), code)
+        result = outcomes.parse(outcomes.read_log_tail(self.spec["log_path"]), code,
+                                claude_agent=self.profile.kind == "claude"
+                                and not self.spec["command"])
         if forced:
             result.status, result.error = forced, (
                 "stopped on request" if forced == "stopped"

@@ -60,8 +60,9 @@ class _TrailingCommand(click.Command):
               help="Completion phase, e.g. loop3 (coord:{T}:loop3:complete).")
 @click.option("--wait", "wait_", is_flag=True, help="Wait for the agent and print its record.")
 @click.option("--dry-run", is_flag=True,
-              help="Kubernetes: print the Secret and Job manifests (secrets redacted), "
-                   "start nothing.")
+              help="Print what would run, secrets redacted, and start nothing (no provider "
+                   "key needed): the agent's argv and environment; for kubernetes the "
+                   "Secret and Job manifests.")
 @json_option
 @click.pass_context
 def spawn_agent(ctx, agent_id, task_id, mode, provider, profile, runtime, prompt,
@@ -88,15 +89,15 @@ def spawn_agent(ctx, agent_id, task_id, mode, provider, profile, runtime, prompt
     )
     if dry_run:
         from cfn.agents.runtimes.kubernetes import to_yaml
-        from cfn.agents.spawn import kubernetes_dry_run
+        from cfn.agents.spawn import dry_run as preview
 
-        if runtime != "kubernetes":
-            raise click.UsageError("--dry-run goes with --runtime kubernetes")
-        documents = kubernetes_dry_run(project, request)
+        planned = preview(project, request)
         if as_json:
-            print_json(documents)
+            print_json(planned.documents)
         else:
-            click.echo(to_yaml(documents), nl=False)
+            click.echo(to_yaml(planned.documents), nl=False)
+        for key_env in planned.missing_keys:
+            _say_missing_key(key_env)
         return
     spawned = project.spawn(request)
     if not wait_:
@@ -148,7 +149,8 @@ def _wait_and_print(ctx, task_id: str, runs: dict[str, tuple[int, str | None]],
 @json_option
 @click.pass_context
 def route(ctx, agent_type, provider, complexity, cost_sensitive, as_json) -> None:
-    """Show which provider, endpoint and model AGENT_TYPE would get, and why (no keys shown)."""
+    """Show which provider, endpoint and model AGENT_TYPE would get, and why (no keys shown;
+    none is needed: a provider whose key is not set is named with the variable to export)."""
     import os
 
     from cfn import routing
@@ -159,20 +161,31 @@ def route(ctx, agent_type, provider, complexity, cost_sensitive, as_json) -> Non
     table = config.providers
     decision = routing.select(config, os.environ, profile_provider=profile.provider,
                               explicit=provider, complexity=complexity,
-                              cost_sensitive=cost_sensitive, profile_fallback=profile.fallback)
+                              cost_sensitive=cost_sensitive, profile_fallback=profile.fallback,
+                              preview=True)
     chain = [{"provider": name, "base_url": table[name].base_url,
               "model": routing.model_for(name, profile.provider, profile.model, table),
-              "key_env": table[name].key_env} for name in decision.chain]
+              "key_env": table[name].key_env, "key_set": name not in decision.missing_key}
+             for name in decision.chain]
+    for name in decision.missing_key:
+        _say_missing_key(table[name].key_env)
     if as_json:
         print_json({"agent_type": agent_type, "chain": chain, "why": list(decision.reasons),
                     "skipped_without_key": list(decision.skipped)})
         return
     click.echo(f"{agent_type}: {decision.chain[0]} ({'; '.join(decision.reasons)})")
     for step in chain:
+        source = step["key_env"] or "the CLI login"
         click.echo(f"  {step['provider']}\t{step['base_url']}\t{step['model']}\t"
-                   f"key from {step['key_env'] or 'the CLI login'}")
+                   f"key from {source}{'' if step['key_set'] else ' (not set)'}")
     for name in decision.skipped:
         click.echo(f"  skipped {name}: no key in the environment")
+
+
+def _say_missing_key(key_env: str) -> None:
+    """On stderr: a key a spawn would need and the environment lacks."""
+    click.echo(f"cfn: the provider needs its key in {key_env}, which is not set; export it "
+               "before spawning", err=True)
 
 
 @click.group()

@@ -41,6 +41,8 @@ COMMANDS = {
     "demo": ("cfn.cli.demo", "demo"),
     "worktree": ("cfn.cli.worktree", "worktree"),
     "image": ("cfn.cli.image", "image"),
+    "doctor": ("cfn.cli.doctor", "doctor"),
+    "health": ("cfn.cli.doctor", "doctor"),
 }
 
 

@@ -46,6 +46,20 @@ class RunRequest:
     host_env: Mapping[str, str] = field(default_factory=dict)
 
 
+# names of variables whose values are secrets: provider keys, the agent's Redis password and
+# token, and whatever an operator passes through (agent_env) under a name that says so
+_SECRET_SUFFIXES = ("_KEY", "_TOKEN", "_SECRET", "_PASSWORD")
+
+
+def is_secret(name: str) -> bool:
+    return name.upper().endswith(_SECRET_SUFFIXES)
+
+
+def redacted(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` with every secret's value replaced, for showing."""
+    return {k: "<redacted>" if is_secret(k) else v for k, v in env.items()}
+
+
 def open_log(path: Path, text: bool = False):
     """The agent's log, appended to; created 0600 (the operator's alone, like the whole
     state directory) whatever the umask."""

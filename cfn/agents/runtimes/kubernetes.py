@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from cfn.agents.runtimes import RunRequest, open_log
+from cfn.agents.runtimes import RunRequest, is_secret, open_log
 
 NAMESPACE_ENV = "CFN_K8S_NAMESPACE"
 TTL_AFTER_FINISHED_S = 600
@@ -29,12 +29,9 @@ AGENT_UID = 1000  # the agent image's user
 SECURITY = {"runAsNonRoot": True, "runAsUser": AGENT_UID, "runAsGroup": AGENT_UID,
             "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
             "seccompProfile": {"type": "RuntimeDefault"}}
-# variables whose values are secrets: they travel in the Secret
-SECRET_VARS = ("ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_API_KEY", "REDIS_PASSWORD", "CFN_TOKEN")
-
-
 def _split_env(env: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
-    secret = {k: v for k, v in env.items() if k in SECRET_VARS or k.endswith("_API_KEY")}
+    """The plain variables, and the secrets (they travel in the Secret)."""
+    secret = {k: v for k, v in env.items() if is_secret(k)}
     return {k: v for k, v in env.items() if k not in secret}, secret
 
 
