@@ -14,9 +14,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import redis
 
+from cfn import embedded, keys
 from cfn.db import open_db
 from cfn.worktrees import compose, manage, ports
+from conftest import redis_tool
 from containers import build_test_image, podman_available
 
 GIT_ID = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
@@ -102,7 +105,7 @@ def test_fifty_worktrees_never_share_a_port(db, repo):
     made = [manage.up(db, repo, f"feature/w{i}", start=False) for i in range(50)]
     made += [manage.up(db, repo, twin, start=False) for twin in colliding("feature/w0", 3)]
     every = [p for w in made for p in w.ports.values()]
-    assert len(every) == len(set(every)) == len(made) * 5  # redis, postgres, orchestrator, api, web
+    assert len(every) == len(set(every)) == len(made) * 2  # api and web: what compose publishes
     assert min(every) >= 1024
     blocks = [{block_of(p) for p in w.ports.values()} for w in made]
     assert all(len(b) == 1 for b in blocks), "a worktree's ports stay inside its own block"
@@ -114,7 +117,7 @@ def test_fifty_worktrees_never_share_a_port(db, repo):
 def test_a_taken_block_moves_to_the_next_free_one(db, repo):
     first = manage.up(db, repo, "feature/a", start=False)
     twin = manage.up(db, repo, colliding("feature/a", 1)[0], start=False)
-    assert block_of(twin.ports["redis"]) == (block_of(first.ports["redis"]) + 1) % ports.BLOCKS
+    assert block_of(twin.ports["web"]) == (block_of(first.ports["web"]) + 1) % ports.BLOCKS
 
 
 def test_concurrent_ups_of_colliding_branches_get_different_blocks(cfn, repo, env):
@@ -136,11 +139,11 @@ def test_concurrent_ups_of_colliding_branches_get_different_blocks(cfn, repo, en
 def test_a_port_bound_by_another_process_is_skipped(db, repo):
     preferred = ports.FIRST_PORT + ports.preferred_block("feature/busy") * ports.BLOCK
     with socket.socket() as squatter:
-        squatter.bind(("127.0.0.1", preferred + 1))  # the postgres port of the preferred block
+        squatter.bind(("127.0.0.1", preferred + 1))  # the web port of the preferred block
         squatter.listen()
         made = manage.up(db, repo, "feature/busy", start=False)
     assert preferred + 1 not in made.ports.values()
-    assert block_of(made.ports["postgres"]) != block_of(preferred)
+    assert block_of(made.ports["web"]) != block_of(preferred)
 
 
 def test_same_ports_after_down_and_up_and_down_releases(db, repo):
@@ -183,8 +186,8 @@ def test_branch_names_git_accepts_work(cfn, repo, branch):
     evaluated = subprocess.run(
         ["sh", "-c", 'eval "$(cat)"; echo "$WORKTREE_BRANCH|$COMPOSE_PROJECT_NAME|$REDIS_URL"'],
         input=cfn("worktree", "env", branch, cwd=repo).stdout, capture_output=True, text=True)
-    assert evaluated.stdout.strip() == (f"{branch}|{worktree['project']}|"
-                                        f"redis://127.0.0.1:{worktree['ports']['redis']}/0")
+    # the compose file defines no redis: no REDIS_URL
+    assert evaluated.stdout.strip() == f"{branch}|{worktree['project']}|"
 
 
 @pytest.mark.parametrize("branch", ["bad..name", "ends.lock", "has space", "trailing/", "a~b"])
@@ -303,6 +306,71 @@ def test_commands_work_from_inside_a_worktree(cfn, repo):
     assert json.loads(listed.stdout) == made["ports"]
 
 
+def exported(exports: str) -> dict[str, str]:
+    """The variables `eval "$(cfn worktree env BRANCH)"` sets in a shell."""
+    shown = subprocess.run(["sh", "-c", 'eval "$(cat)" && env -0'], input=exports, text=True,
+                           env={"PATH": os.environ["PATH"]}, capture_output=True, timeout=30)
+    assert shown.returncode == 0, shown.stderr
+    found = dict(item.split("=", 1) for item in shown.stdout.split("\0") if item)
+    return {k: v for k, v in found.items() if k not in ("PATH", "PWD", "SHLVL", "_")}
+
+
+def test_only_the_ports_the_compose_file_publishes_are_leased_and_exported(cfn, repo):
+    made = json.loads(cfn("worktree", "up", "feature/own", "--no-start", "--json",
+                          cwd=repo).stdout)
+    assert set(made["ports"]) == {"api", "web"}  # worker publishes nothing; no redis defined
+    env = cfn("worktree", "env", "feature/own", cwd=repo)
+    assert env.returncode == 0, env.stderr
+    assert exported(env.stdout) == {
+        "WORKTREE_BRANCH": "feature/own", "COMPOSE_PROJECT_NAME": made["project"],
+        "CFN_API_PORT": str(made["ports"]["api"]), "CFN_WEB_PORT": str(made["ports"]["web"])}
+
+
+def test_a_service_gone_from_the_compose_file_gives_its_port_back(db, repo):
+    made = manage.up(db, repo, "feature/shrink", start=False)
+    compose_file = Path(made.path) / "compose.yaml"
+    compose_file.write_text(compose_file.read_text().replace(
+        'ports: ["127.0.0.1:9000:9000"]', ""))  # api publishes nothing now
+    again = manage.up(db, repo, "feature/shrink", start=False)
+    assert again.ports == manage.get(db, "feature/shrink").ports == {"web": made.ports["web"]}
+
+
+def test_without_a_compose_file_up_starts_nothing_leases_nothing_and_says_so(cfn, tmp_path):
+    repo = make_repo(tmp_path / "plain")
+    made = cfn("worktree", "up", "feature/plain", cwd=repo)
+    assert made.returncode == 0, made.stderr
+    assert made.stdout == f"{tmp_path / 'plain-feature-plain'}\n"  # data only: the path
+    assert "no compose file: nothing started" in made.stderr
+    assert "add compose.yaml" in made.stderr  # and how to give it a stack
+    assert json.loads(cfn("worktree", "ports", "feature/plain", "--json", cwd=repo).stdout) == {}
+    listed = json.loads(cfn("worktree", "ls", "--json", cwd=repo).stdout)
+    assert [(w["branch"], w["stack"], w["ports"]) for w in listed] == [
+        ("feature/plain", "down", {})]
+    env = cfn("worktree", "env", "feature/plain", cwd=repo)
+    assert env.returncode == 0, env.stderr
+    assert exported(env.stdout) == {"WORKTREE_BRANCH": "feature/plain",
+                                    "COMPOSE_PROJECT_NAME": "cfn-feature-plain"}
+
+
+def test_cfn_commands_work_after_eval_of_the_env_of_a_worktree_without_compose(cfn, project,
+                                                                               tmp_path):
+    """A new user's first steps: up, eval its env, use cfn. A REDIS_URL to a Redis nobody
+    started would make every later command exit 4."""
+    repo = make_repo(tmp_path / "plain")
+    assert cfn("worktree", "up", "feature/auth", cwd=repo).returncode == 0
+    home = project / ".cfn"
+    shell = subprocess.run(
+        ["sh", "-ec", 'eval "$("$PY" -m cfn worktree env feature/auth)"\n'
+                      '"$PY" -m cfn context store --task-id t --key k --value v\n'
+                      '"$PY" -m cfn context get --task-id t --key k'],
+        cwd=repo, env={**os.environ, "PY": sys.executable, "CFN_HOME": str(home)},  # no REDIS_URL
+        capture_output=True, text=True, timeout=120)
+    try:
+        assert (shell.returncode, shell.stdout) == (0, "v\n"), shell.stderr
+    finally:
+        embedded.stop(home)  # the command started the project's own redis-server
+
+
 def http_get(port: int) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
         return response.read().decode().strip()
@@ -324,6 +392,12 @@ def podman_volumes() -> set[str]:
                               check=True).stdout.split())
 
 
+def compose_said(stderr: str, project: str) -> list[str]:
+    """The lines of compose's own output (not cfn's) that name the project's containers."""
+    return [line for line in stderr.splitlines()
+            if project in line and not line.startswith("cfn:")]
+
+
 @pytest.mark.skipif(not (podman_available() and shutil.which("podman-compose")),
                     reason="needs podman, podman-compose and busybox-static")
 def test_a_real_stack_comes_up_on_its_leased_ports_and_down(cfn, tmp_path):
@@ -332,8 +406,9 @@ def test_a_real_stack_comes_up_on_its_leased_ports_and_down(cfn, tmp_path):
         "  shared:\n    external: true\n", ""))
     made = cfn("worktree", "up", "feature/stack", "--json", cwd=repo, timeout=180)
     assert made.returncode == 0, made.stderr
-    worktree = json.loads(made.stdout)
+    worktree = json.loads(made.stdout)  # stdout holds one JSON document, nothing of compose's
     try:
+        assert compose_said(made.stderr, worktree["project"]), "compose's progress is shown"
         assert worktree["stack"] == "up"
         assert wait_for_http(worktree["ports"]["web"]) == f"web-{worktree['project']}"
         assert wait_for_http(worktree["ports"]["api"]) == "api"
@@ -343,6 +418,7 @@ def test_a_real_stack_comes_up_on_its_leased_ports_and_down(cfn, tmp_path):
     finally:
         down = cfn("worktree", "down", "feature/stack", "--volumes", cwd=repo, timeout=180)
     assert down.returncode == 0, down.stderr
+    assert compose_said(down.stderr, worktree["project"])
     with pytest.raises(OSError):
         http_get(worktree["ports"]["web"])
     assert f"{worktree['project']}_data" not in podman_volumes()
@@ -373,6 +449,7 @@ services:
         failed = cfn("worktree", "up", "feature/half", cwd=repo, timeout=180)
         assert failed.returncode == 1
         assert "starting stack cfn-feature-half failed" in failed.stderr
+        assert "cfn-no-such-image" in failed.stderr  # compose's own words say why
         assert project_containers("cfn-feature-half"), "the good service was started"
         down = cfn("worktree", "down", "feature/half", cwd=repo, timeout=180)
         assert down.returncode == 0, down.stderr
@@ -380,3 +457,54 @@ services:
     finally:  # whatever a failure left behind
         subprocess.run(["podman", "rm", "-f", *project_containers("cfn-feature-half")],
                        capture_output=True)
+
+
+def redis_compose(image: str) -> str:
+    """A stack whose `redis` service runs this machine's redis-server in the test image."""
+    server = Path(redis_tool("redis-server"))  # as named: Debian's links to redis-check-rdb
+    return f"""\
+services:
+  redis:
+    image: {image}
+    command: ["/opt/redis/{server.name}", "--port", "6379", "--protected-mode", "no",
+              "--save", "", "--appendonly", "no"]
+    volumes: ["/usr:/usr:ro", "{server.parent}:/opt/redis:ro"]  # the binary and its libraries
+    stop_signal: SIGKILL
+    ports: ["127.0.0.1:6379:6379"]
+"""
+
+
+def wait_for_port(port: int, deadline_s: float = 60) -> None:
+    deadline = time.monotonic() + deadline_s
+    while not ports.listening(port):
+        assert time.monotonic() < deadline, f"nothing listens on port {port}"
+        time.sleep(0.1)
+
+
+@pytest.mark.skipif(not (podman_available() and shutil.which("podman-compose")),
+                    reason="needs podman, podman-compose and busybox-static")
+def test_env_gives_a_redis_url_only_while_the_worktrees_own_redis_runs(cfn, tmp_path):
+    repo = make_repo(tmp_path / "redis", redis_compose(build_test_image()))
+    made = json.loads(cfn("worktree", "up", "feature/cache", "--no-start", "--json",
+                          cwd=repo).stdout)
+    port = made["ports"]["redis"]
+    defined = cfn("worktree", "env", "feature/cache", cwd=repo)
+    assert exported(defined.stdout)["CFN_REDIS_PORT"] == str(port)
+    assert "REDIS_URL" not in exported(defined.stdout), "defined, but not started"
+    assert "redis is not running" in defined.stderr
+    try:
+        started = cfn("worktree", "up", "feature/cache", cwd=repo, timeout=180)
+        assert started.returncode == 0, started.stderr
+        wait_for_port(port)
+        running = exported(cfn("worktree", "env", "feature/cache", cwd=repo).stdout)
+        assert running["REDIS_URL"] == f"redis://127.0.0.1:{port}/0"
+        stored = cfn("context", "store", "--task-id", "t", "--key", "k", "--value", "v",
+                     cwd=repo, extra_env={"REDIS_URL": running["REDIS_URL"]})
+        assert stored.returncode == 0, stored.stderr
+        with redis.Redis(port=port, decode_responses=True) as client:  # the worktree's own
+            assert client.get(keys.context("t", "k")) == "v"
+    finally:
+        down = cfn("worktree", "down", "feature/cache", cwd=repo, timeout=180)
+    assert down.returncode == 0, down.stderr
+    stopped = cfn("worktree", "env", "feature/cache", cwd=repo)
+    assert "REDIS_URL" not in exported(stopped.stdout)

@@ -38,8 +38,9 @@ def worktree() -> None:
 @json_option
 @click.pass_context
 def up(ctx, branch, base, path, no_start, as_json) -> None:
-    """Create BRANCH's worktree, lease its ports, write its env file and compose override,
-    and start its stack (idempotent: a second up keeps everything)."""
+    """Create BRANCH's worktree, lease the ports its compose file publishes, write its env
+    file and compose override, and start its stack, showing compose's output on stderr
+    (idempotent: a second up keeps everything). Without a compose file, nothing starts."""
     from cfn.worktrees import manage
 
     root, project = _context(ctx)
@@ -47,10 +48,10 @@ def up(ctx, branch, base, path, no_start, as_json) -> None:
                      compose_tool=project.config.compose, say=_say)
     if as_json:
         print_json(made.to_dict())
-    else:
-        click.echo(made.path)
-        click.echo(f"cfn: {made.project}: " + ", ".join(f"{s} {p}" for s, p in
-                                                       made.ports.items()), err=True)
+        return
+    click.echo(made.path)
+    if made.ports:
+        _say(f"{made.project}: " + ", ".join(f"{s} {p}" for s, p in made.ports.items()))
 
 
 @worktree.command()
@@ -59,7 +60,7 @@ def up(ctx, branch, base, path, no_start, as_json) -> None:
 @click.option("--remove", is_flag=True, help="Also remove the worktree (git worktree remove).")
 @click.pass_context
 def down(ctx, branch, volumes, remove) -> None:
-    """Stop BRANCH's stack and release its ports."""
+    """Stop BRANCH's stack (showing compose's output on stderr) and release its ports."""
     from cfn.worktrees import manage
 
     root, project = _context(ctx)
@@ -104,10 +105,11 @@ def ports(ctx, branch, as_json) -> None:
 @json_option
 @click.pass_context
 def env(ctx, branch, as_json) -> None:
-    """Print BRANCH's environment as exports: eval "$(cfn worktree env BRANCH)"."""
+    """Print BRANCH's environment as exports: eval "$(cfn worktree env BRANCH)". REDIS_URL
+    only while the worktree's own Redis runs."""
     from cfn.worktrees import compose, manage
 
-    values = manage.environment(_context(ctx)[1].db, branch)
+    values = manage.environment(_context(ctx)[1].db, branch, say=_say)
     if as_json:
         print_json(values)
     else:

@@ -117,13 +117,18 @@ def render_override(branch: str, project: str, services: dict[str, list[Port]],
 
 def env_vars(project: str, ports: dict[str, int]) -> dict[str, str]:
     """The env file's variables. Only names and numbers: not the branch, whose characters
-    (`${`, quotes) no env-file syntax keeps literal in both docker compose and podman-compose."""
+    (`${`, quotes) no env-file syntax keeps literal in both docker compose and podman-compose.
+    No REDIS_URL: whether one may be given out depends on the stack running (`redis_port`)."""
     env = {"COMPOSE_PROJECT_NAME": project}
     for service, port in ports.items():
         env[f"CFN_{re.sub(r'[^A-Z0-9]', '_', service.upper())}_PORT"] = str(port)
-    if "redis" in ports:
-        env["REDIS_URL"] = f"redis://127.0.0.1:{ports['redis']}/0"
     return env
+
+
+def redis_port(ports: dict[str, int]) -> int | None:
+    """The leased port of the compose file's `redis` service (its 6379 if it publishes
+    several), or None when the file defines no such service."""
+    return ports.get("redis") or ports.get("redis-6379")
 
 
 def env_file_text(env: dict[str, str]) -> str:
@@ -151,10 +156,9 @@ def tool(configured: str | None = None) -> list[str]:
 
 
 def run(command: list[str], cwd: Path, doing: str) -> None:
-    """Run the compose tool; on failure say what was being done and the tool's last words."""
-    done = subprocess.run(command, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True,
-                          text=True)
+    """Run the compose tool with its output (stdout too: ours carries data only) going to our
+    stderr as it comes, so the user sees its progress; on failure say what was being done."""
+    done = subprocess.run(command, cwd=cwd, stdin=subprocess.DEVNULL, stdout=2)
     if done.returncode != 0:
-        said = (done.stderr or done.stdout).strip().splitlines()[-3:]
         raise NegativeOutcome(f"{doing} failed: `{shlex.join(command)}` exited "
-                              f"{done.returncode}: {' | '.join(said)}")
+                              f"{done.returncode} (its output above says why)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import shlex
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -69,7 +70,8 @@ def _register(db, root: Path, branch: str, path: Path | None, base: str | None) 
 def up(db, root: Path, branch: str, *, base: str | None = None, path: Path | None = None,
        start: bool = True, compose_tool: str | None = None,
        say: Callable[[str], None] = lambda _: None) -> Worktree:
-    """Create (or reuse) the worktree, lease its ports, write its files, start its stack."""
+    """Create (or reuse) the worktree, lease the ports its compose file publishes, write its
+    files, start its stack (compose's output goes to stderr as it comes)."""
     git.check_branch(branch)
     row = _register(db, root, branch, path, base)
     if path is not None and Path(row["path"]) != path.resolve():
@@ -83,20 +85,28 @@ def up(db, root: Path, branch: str, *, base: str | None = None, path: Path | Non
         raise
     git.exclude_state_dir(root)
     compose_file = compose.find_file(where)
+    if compose_file is None:
+        say(f"no compose file: nothing started, no ports leased (to give the worktree a stack, "
+            f"add {compose.COMPOSE_FILES[0]} to {where} and run "
+            f"`cfn worktree up {shlex.quote(branch)}` again)")
     services, volumes = compose.published(compose_file)
     wanted = [name for leases in compose.lease_names(services).values() for name, _ in leases]
-    leased = ports.lease(db, branch, list(dict.fromkeys([*ports.FIXED_SERVICES, *wanted])))
+    leased = ports.lease(db, branch, list(dict.fromkeys(wanted)))
     worktree = Worktree(branch, row["slug"], str(where), row["base"], row["stack"], leased)
     _write_files(worktree, services, volumes)
     if start and compose_file is not None:
-        doing = f"starting stack {worktree.project}"
-        say(doing)
-        command = [*compose.tool(compose_tool), *_compose_args(worktree, compose_file), "up",
-                   "-d"]
-        # recorded first: if up fails half-way, `down` still removes what it started
-        db.execute("UPDATE worktrees SET stack = 'up' WHERE branch = ?", [branch])
-        compose.run(command, where, doing)
+        _start(db, worktree, compose_file, compose_tool, say)
     return get(db, branch)
+
+
+def _start(db, worktree: Worktree, compose_file: Path, compose_tool: str | None,
+           say: Callable[[str], None]) -> None:
+    doing = f"starting stack {worktree.project}"
+    say(doing)
+    command = [*compose.tool(compose_tool), *_compose_args(worktree, compose_file), "up", "-d"]
+    # recorded first: if up fails half-way, `down` still removes what it started
+    db.execute("UPDATE worktrees SET stack = 'up' WHERE branch = ?", [worktree.branch])
+    compose.run(command, Path(worktree.path), doing)
 
 
 def _write_files(worktree: Worktree, services, volumes) -> None:
@@ -116,7 +126,8 @@ def _compose_args(worktree: Worktree, compose_file: Path) -> list[str]:
 
 def down(db, root: Path, branch: str, *, volumes: bool = False, remove: bool = False,
          compose_tool: str | None = None, say: Callable[[str], None] = lambda _: None) -> None:
-    """Stop the stack (and its volumes), release the ports, and remove the worktree if asked."""
+    """Stop the stack (and its volumes), release the ports, and remove the worktree if asked
+    (compose's output goes to stderr as it comes)."""
     worktree = get(db, branch)
     where = Path(worktree.path)
     compose_file = compose.find_file(where) if where.exists() else None
@@ -136,9 +147,16 @@ def down(db, root: Path, branch: str, *, volumes: bool = False, remove: bool = F
         db.execute("DELETE FROM worktrees WHERE branch = ?", [branch])
 
 
-def environment(db, branch: str) -> dict[str, str]:
+def environment(db, branch: str, say: Callable[[str], None] = lambda _: None) -> dict[str, str]:
+    """The branch's variables: its names and leased ports, and REDIS_URL only while its own
+    stack's Redis accepts connections (a URL to a dead port would make every later `cfn`
+    command in that shell exit 4)."""
     worktree = get(db, branch)
-    if not worktree.ports:
-        raise NegativeOutcome(f"worktree {branch} holds no ports (it is down); "
-                              f"`cfn worktree up {branch}` leases them again")
-    return {"WORKTREE_BRANCH": branch, **compose.env_vars(worktree.project, worktree.ports)}
+    env = {"WORKTREE_BRANCH": branch, **compose.env_vars(worktree.project, worktree.ports)}
+    port = compose.redis_port(worktree.ports)
+    if port is not None and worktree.stack == "up" and ports.listening(port):
+        env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+    elif port is not None:
+        say(f"{worktree.project}'s redis is not running on port {port}, so REDIS_URL is not "
+            f"set (`cfn worktree up {shlex.quote(branch)}` starts it)")
+    return env

@@ -19,8 +19,6 @@ from cfn.errors import NegativeOutcome
 FIRST_PORT = 10_000
 BLOCK = 20
 BLOCKS = (32_760 - FIRST_PORT) // BLOCK  # 1138 worktrees at most
-# the seed's services come first, at fixed positions in every block
-FIXED_SERVICES = ("redis", "postgres", "orchestrator")
 
 
 def preferred_block(branch: str) -> int:
@@ -40,6 +38,15 @@ def bindable(port: int) -> bool:
     return True
 
 
+def listening(port: int) -> bool:
+    """True if something accepts connections on 127.0.0.1:`port` right now."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
 def leases(db, branch: str) -> dict[str, int]:
     """The branch's current leases, service -> port."""
     return {row["service"]: row["port"] for row in db.query(
@@ -47,13 +54,17 @@ def leases(db, branch: str) -> dict[str, int]:
 
 
 def lease(db, branch: str, services: list[str]) -> dict[str, int]:
-    """Ports for `services` (a stable order), keeping the branch's existing leases."""
+    """Ports for `services` (a stable order), keeping the branch's existing leases and
+    releasing those of services it no longer has."""
     if len(services) > BLOCK:
         raise NegativeOutcome(f"{len(services)} services need ports; a worktree has {BLOCK}")
     with immediate(db):
         held = leases(db, branch)
-        if held and set(services) <= set(held):
-            return {s: held[s] for s in services}  # stable, and bound by its own stack
+        if set(services) <= set(held):  # stable, and bound by its own stack
+            for gone in set(held) - set(services):
+                db.execute("DELETE FROM port_leases WHERE branch = ? AND service = ?",
+                           [branch, gone])
+            return {s: held[s] for s in services}
         taken = {row["port"] for row in db.query(
             "SELECT port FROM port_leases WHERE branch != ?", [branch])}
         start, mine = preferred_block(branch), set(held.values())
