@@ -124,3 +124,22 @@ def total_cost(db, task_id: str) -> float:
     """What the task's agents reported spending, in USD."""
     return float(db.execute("SELECT coalesce(sum(cost_usd), 0) FROM cost_ledger WHERE"
                             " task_id = ?", [task_id]).fetchone()[0])
+
+
+def get(db, run_id: int) -> dict | None:
+    """One run by its ID, or None."""
+    return next(iter(rows(db, "SELECT * FROM agents WHERE id = ?", [run_id])), None)
+
+
+def elapsed(row: dict) -> float | None:
+    """How long the run took, or has been running so far, in seconds; None before it
+    started."""
+    from datetime import datetime, timezone
+
+    def parsed(text: str) -> datetime:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+    if not row.get("started_at"):
+        return None
+    end = parsed(row["finished_at"]) if row.get("finished_at") else datetime.now(timezone.utc)
+    return max(0.0, (end - parsed(row["started_at"])).total_seconds())
