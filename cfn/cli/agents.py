@@ -165,6 +165,8 @@ def _announcer(project, waiting: Waiting, expected: int):
         waiting.arrived(f"agent {agent} finished: {status}{why}"
                         f"{f' in {duration(took)}' if took is not None else ''}"
                         f" — {len(done)} of {expected}", status)
+        if status != "success" and record.get("log_path"):
+            waiting.note(f"{agent}'s output: {record['log_path']}")
 
     return finished
 
