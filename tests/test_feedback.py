@@ -171,7 +171,8 @@ def test_a_run_without_exit_code_shows_why(cfn):
     agent, status, ending, _confidence = got.stdout.strip().split("\t")
     assert (agent, status, ending) == ("slow-1", "timeout", "timed out after 1s")
     listed = cfn("agents", "ls", "--task-id", "T1").stdout
-    assert "None" not in listed and re.search(r"\t\d+\.\d s\n$", listed), listed
+    assert re.fullmatch(r"T1\tslow-1\trun \d+\ttimeout\tprocess\t-\tsignal \d+\t\d+\.\d s\n",
+                        listed), listed
 
 
 def test_signal_wait_says_the_same_on_both_paths(cfn):

@@ -180,6 +180,13 @@ def _reason(record: dict) -> str:
     return "no exit code" if code is None else f"exit {code}"
 
 
+def _exit_text(code: int | None) -> str:
+    """An exit code as people read it: exit 3; signal 15 (killed by it); - (none yet)."""
+    if code is None:
+        return "-"
+    return f"exit {code}" if code >= 0 else f"signal {-code}"
+
+
 def _ending(record: dict) -> str:
     """A finished run's table column: its exit code, or why it has none (a run that was
     killed, timed out or lost says so, not "exit -15" or "exit None")."""
@@ -258,10 +265,10 @@ def ls(ctx, task_id, all_runs, as_json) -> None:
         print_json(rows)
         return
     for row in rows:
-        code, took = row["exit_code"], runs.elapsed(row)
+        took = runs.elapsed(row)
         click.echo(f"{row['task_id']}\t{row['agent_id']}\trun {row['id']}\t{row['status']}\t"
                    f"{row['runtime']}\t{row['provider'] or '-'}\t"
-                   f"{'-' if code is None else f'exit {code}'}\t"
+                   f"{_exit_text(row['exit_code'])}\t"
                    f"{'-' if took is None else duration(took)}")
 
 
