@@ -36,6 +36,7 @@ STARTUP_GRACE_S = 15.0  # a claim covers an agent until its supervisor's first h
 LIVENESS_CHECK_S = 1.0  # how often waits look for supervisors that died
 OUTBOX_GRACE_S = 5.0  # a run's records unpublished this long after SQLite had them: publish
 PROVIDER_COOLDOWN_S = 60
+PROGRESS_EVERY_S = 30.0  # a piped wait says it is still waiting this often
 SUPERVISOR_IDLE_S = 300.0  # the project's supervisor leaves after this long with no agents
 AGENT_WAIT_S = 7 * 24 * 3600  # `spawn-agent --wait`: the supervisor enforces the real timeout
 

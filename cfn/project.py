@@ -136,6 +136,11 @@ class Project:
             self._redis, self._url = connect(self.target)
         return self._redis
 
+    @_backend_errors
+    def connect(self) -> None:
+        """Reach Redis now rather than on first use (e.g. before a wait's clock starts)."""
+        _ = self.redis
+
     @property
     def redis_url(self) -> str:
         """The URL this project actually reached (connecting first if need be)."""
@@ -219,14 +224,15 @@ class Project:
 
     @_backend_errors
     def collect_results(self, task_id: str, *, expected: int, threshold: float,
-                        timeout: float) -> Collection:
+                        timeout: float, on_report: Callable | None = None) -> Collection:
         """Wait for `expected` reports (or the timeout), judge the quorum, and record what
-        arrived in the database. Never consumes the results."""
+        arrived in the database. Never consumes the results. `on_report(report, agents so
+        far)` hears of each report as it arrives."""
         from cfn import history
         from cfn.coordination import results
 
         collected = results.collect(self.redis, task_id, expected=expected,
-                                    threshold=threshold, timeout=timeout)
+                                    threshold=threshold, timeout=timeout, on_report=on_report)
         history.record_results(self.sqlite, collected)
         return collected
 
@@ -241,11 +247,15 @@ class Project:
 
     @_backend_errors
     def wait_completion(self, task_id: str, *, expected: int, timeout: float,
-                        phase: str | None = None) -> Completion:
+                        phase: str | None = None,
+                        on_completion: Callable | None = None) -> Completion:
+        """Wait until `expected` agents completed (or the timeout); `on_completion(agent,
+        record, agents so far)` hears of each completion as it arrives."""
         from cfn.coordination import completion
 
         return completion.wait_for_completion(self.redis, task_id, expected=expected,
-                                              timeout=timeout, phase=phase)
+                                              timeout=timeout, phase=phase,
+                                              on_completion=on_completion)
 
     @_backend_errors
     def acquire_lock(self, task_id: str, name: str, *, ttl: float, wait: float = 0.0) -> Lock:

@@ -11,7 +11,6 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING
 
 from cfn import defaults, keys, outage
@@ -37,7 +36,7 @@ def is_lost(project: Project, row: dict) -> bool:
     if outage.seen_within(defaults.HEARTBEAT_TTL_S) or \
             agent_state.heartbeat(project.redis, row["task_id"], row["agent_id"]):
         return False
-    return time.time() - _started(row) > defaults.STARTUP_GRACE_S or row["status"] == "running"
+    return time.time() - runs.started(row) > defaults.STARTUP_GRACE_S or row["status"] == "running"
 
 
 def with_liveness(project: Project, rows: list[dict]) -> list[dict]:
@@ -59,7 +58,7 @@ def mark_lost(project: Project, row: dict) -> None:
     r, task_id, agent_id = project.redis, row["task_id"], row["agent_id"]
     record = {"status": "lost", "run_id": row["id"], "agent_id": agent_id,
               "task_id": task_id, "error": "supervisor died; agent state unknown"}
-    report = None if _reported_since(r, task_id, agent_id, _started(row)) else {
+    report = None if _reported_since(r, task_id, agent_id, runs.started(row)) else {
         "status": "failure", "confidence": None, "result": {"status": "lost"}}
     outbox = records(row, record_id=f"{agent_id}-{row['id']}-lost-{row['started_at']}",
                      status="failure", payload=json.dumps(record), report=report)
@@ -99,10 +98,6 @@ def publish_pending(project: Project) -> None:
         beat = agent_state.heartbeat(project.redis, row["task_id"], row["agent_id"]) or {}
         if beat.get("run_id") == row["id"]:  # the dead supervisor's, not a newer run's
             agent_state.unclaim(project.redis, row["task_id"], row["agent_id"])
-
-
-def _started(row: dict) -> float:
-    return datetime.fromisoformat(row["started_at"].replace("Z", "+00:00")).timestamp()
 
 
 def _reported_since(r, task_id: str, agent_id: str, since: float) -> bool:

@@ -124,3 +124,31 @@ def total_cost(db, task_id: str) -> float:
     """What the task's agents reported spending, in USD."""
     return float(db.execute("SELECT coalesce(sum(cost_usd), 0) FROM cost_ledger WHERE"
                             " task_id = ?", [task_id]).fetchone()[0])
+
+
+def get(db, run_id: int) -> dict | None:
+    """One run by its ID, or None."""
+    return next(iter(rows(db, "SELECT * FROM agents WHERE id = ?", [run_id])), None)
+
+
+def started(row: dict) -> float:
+    """When the run started, in Unix seconds."""
+    return _timestamp(row["started_at"])
+
+
+def elapsed(row: dict) -> float | None:
+    """How long the run took, or has been running so far, in seconds; None before it
+    started."""
+    import time
+
+    if not row.get("started_at"):
+        return None
+    end = _timestamp(row["finished_at"]) if row.get("finished_at") else time.time()
+    return max(0.0, end - started(row))
+
+
+def _timestamp(text: str) -> float:
+    """Unix seconds of a time SQLite recorded (_NOW: ISO 8601, UTC)."""
+    from datetime import datetime
+
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()

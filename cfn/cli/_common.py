@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from cfn import defaults
+from cfn.cli.feedback import Settings
 from cfn.cli.output import print_json  # noqa: F401  (re-exported: how every command prints JSON)
 from cfn.ids import validate_id
 
@@ -28,6 +29,11 @@ def project_of(ctx: click.Context) -> Project:
         root.obj["project"] = Project.open(**root.obj["flags"])
         root.call_on_close(root.obj["project"].close)
     return root.obj["project"]
+
+
+def feedback_of(ctx: click.Context) -> Settings:
+    """The global --quiet, --verbose and --color choices of this invocation."""
+    return (ctx.find_root().obj or {}).get("feedback") or Settings()
 
 
 def config_of(ctx: click.Context) -> Config:

@@ -15,11 +15,14 @@ from cfn.cli._common import (
     SECONDS,
     checked_id,
     config_of,
+    feedback_of,
     json_option,
     print_json,
     project_of,
     task_option,
 )
+from cfn.cli.feedback import Waiting
+from cfn.cli.output import duration
 from cfn.errors import ExitCode, NegativeOutcome
 
 
@@ -115,29 +118,81 @@ def spawn_agent(ctx, agent_id, task_id, mode, provider, profile, runtime, prompt
 def _wait_and_print(ctx, task_id: str, runs: dict[str, tuple[int, str | None]],
                     timeout: float, as_json: bool) -> None:
     """Wait for each agent's run (agent -> run ID and phase: each phase's agents complete
-    in that phase's stream), all within `timeout`."""
+    in that phase's stream), all within `timeout`, announcing each as it finishes."""
     import time
 
     from cfn.agents.lifecycle import Waited
 
+    project = project_of(ctx)
+    project.connect()  # the wait's clock starts once Redis is reached
     deadline, waited = time.monotonic() + timeout, Waited({}, False)
-    for phase in sorted({phase for _, phase in runs.values()}, key=str):
-        group = {agent: run_id for agent, (run_id, of) in runs.items() if of == phase}
-        more = project_of(ctx).wait_agents(task_id, group, phase=phase,
-                                           timeout=max(0.0, deadline - time.monotonic()))
-        waited = Waited({**waited.records, **more.records}, waited.timed_out or more.timed_out)
+    with Waiting(feedback_of(ctx), f"0 of {len(runs)} finished") as waiting:
+        waiting.note(f"waiting for {len(runs)} agents of task {task_id} "
+                     f"(timeout {timeout:g} s)")
+        finished = _announcer(project, waiting, len(runs))
+        for phase in sorted({phase for _, phase in runs.values()}, key=str):
+            group = {agent: run_id for agent, (run_id, of) in runs.items() if of == phase}
+            more = project.wait_agents(task_id, group, phase=phase, on_record=finished,
+                                       timeout=max(0.0, deadline - time.monotonic()))
+            waited = Waited({**waited.records, **more.records},
+                            waited.timed_out or more.timed_out)
     if as_json:
         print_json({"records": waited.records, "timed_out": waited.timed_out})
     else:
         for agent, record in waited.records.items():
             confidence = record.get("confidence")
-            click.echo(f"{agent}\t{record.get('status')}\texit {record.get('exit_code')}\t"
+            click.echo(f"{agent}\t{record.get('status')}\t{_ending(record)}\t"
                        f"confidence {'-' if confidence is None else confidence}")
     if waited.timed_out:
         click.echo(f"cfn: timed out with {len(waited.records)} of {len(runs)} agents done",
                    err=True)
         ctx.exit(ExitCode.TIMEOUT)
     ctx.exit(ExitCode.OK if waited.all_succeeded else ExitCode.NEGATIVE)
+
+
+def _announcer(project, waiting: Waiting, expected: int):
+    """The on_record callback of a wait: says which agent finished, how, and in how long."""
+    from cfn.agents import runs as agent_runs
+
+    done: set[str] = set()
+
+    def finished(agent: str, record: dict) -> None:
+        done.add(agent)
+        waiting.state = f"{len(done)} of {expected} finished"
+        row = agent_runs.get(project.db, record.get("run_id") or 0)
+        took = row and agent_runs.elapsed(row)
+        status = record.get("status")
+        why = "" if status == "success" else f" ({_reason(record)})"
+        waiting.arrived(f"agent {agent} finished: {status}{why}"
+                        f"{f' in {duration(took)}' if took is not None else ''}"
+                        f" — {len(done)} of {expected}", status)
+        if status != "success" and record.get("log_path"):
+            waiting.note(f"{agent}'s output: {record['log_path']}")
+
+    return finished
+
+
+def _reason(record: dict) -> str:
+    """Why a run did not succeed, on one line: its error, else its exit code."""
+    said = record.get("error") or record.get("provider_error")
+    if said:
+        return " ".join(str(said).split())
+    code = record.get("exit_code")
+    return "no exit code" if code is None else f"exit {code}"
+
+
+def _exit_text(code: int | None) -> str:
+    """An exit code as people read it: exit 3; signal 15 (killed by it); - (none yet)."""
+    if code is None:
+        return "-"
+    return f"exit {code}" if code >= 0 else f"signal {-code}"
+
+
+def _ending(record: dict) -> str:
+    """A finished run's table column: its exit code, or why it has none (a run that was
+    killed, timed out or lost says so, not "exit -15" or "exit None")."""
+    code = record.get("exit_code")
+    return f"exit {code}" if code is not None and code >= 0 else _reason(record)
 
 
 @click.command()
@@ -223,8 +278,11 @@ def ls(ctx, task_id, all_runs, as_json) -> None:
         print_json(rows)
         return
     for row in rows:
+        took = runs.elapsed(row)
         click.echo(f"{row['task_id']}\t{row['agent_id']}\trun {row['id']}\t{row['status']}\t"
-                   f"{row['runtime']}\t{row['provider'] or '-'}\texit {row['exit_code']}")
+                   f"{row['runtime']}\t{row['provider'] or '-'}\t"
+                   f"{_exit_text(row['exit_code'])}\t"
+                   f"{'-' if took is None else duration(took)}")
 
 
 @agents.command()

@@ -13,6 +13,7 @@ import sys
 import click
 
 from cfn import validate
+from cfn.cli.feedback import COLORS, Settings
 from cfn.cli.output import failed
 from cfn.config import check_flags
 from cfn.errors import ExitCode
@@ -64,9 +65,14 @@ class LazyGroup(click.Group):
     help="Redis to use (overrides CFN_REDIS_URL/REDIS_URL and cfn.toml). "
     "Default: the project's embedded redis-server.",
 )
+@click.option("-q", "--quiet", is_flag=True, help="No progress on stderr while waiting.")
+@click.option("-v", "--verbose", is_flag=True, help="More progress on stderr while waiting.")
+@click.option("--color", type=click.Choice(COLORS), default="auto", show_default=True,
+              help="Colour stderr: auto (a terminal, unless NO_COLOR is set), always, never.")
 @click.version_option(package_name="cfn")
 @click.pass_context
-def cli(ctx: click.Context, redis_url: str | None) -> None:
+def cli(ctx: click.Context, redis_url: str | None, quiet: bool, verbose: bool,
+        color: str) -> None:
     """Coordinate AI coding agents through Redis.
 
     \b
@@ -76,7 +82,9 @@ def cli(ctx: click.Context, redis_url: str | None) -> None:
     """
     flags = {"redis_url": redis_url}
     check_flags(flags)  # even a command that never connects refuses a malformed one
-    ctx.obj = {"flags": flags}
+    if quiet and verbose:
+        raise click.UsageError("--quiet and --verbose contradict each other; give one")
+    ctx.obj = {"flags": flags, "feedback": Settings(quiet, verbose, color)}
 
 
 def _log_to_stderr() -> None:

@@ -9,12 +9,14 @@ from cfn.cli._common import (
     COUNT,
     agent_option,
     checked_id,
+    feedback_of,
     json_option,
     print_json,
     project_of,
     task_option,
     timeout_option,
 )
+from cfn.cli.feedback import Waiting
 from cfn.coordination import completion as completions
 from cfn.errors import ExitCode
 
@@ -55,8 +57,13 @@ def wait(ctx, task_id, expected, timeout, phase, as_json) -> None:
 
     Prints one line per agent (agent, status); exit 3 at the timeout.
     """
-    outcome = project_of(ctx).wait_completion(task_id, expected=expected, timeout=timeout,
-                                              phase=phase)
+    project = project_of(ctx)
+    project.connect()  # the wait's clock starts once Redis is reached
+    with Waiting(feedback_of(ctx), f"0 of {expected} completed") as waiting:
+        waiting.note(f"waiting for {expected} agents of task {task_id}"
+                     f"{f' in phase {phase}' if phase else ''} (timeout {timeout:g} s)")
+        outcome = project.wait_completion(task_id, expected=expected, timeout=timeout,
+                                          phase=phase, on_completion=_announcer(waiting, expected))
     if as_json:
         print_json(outcome.to_dict())
     else:
@@ -68,3 +75,13 @@ def wait(ctx, task_id, expected, timeout, phase, as_json) -> None:
             err=True,
         )
         ctx.exit(ExitCode.TIMEOUT)
+
+
+def _announcer(waiting: Waiting, expected: int) -> completions.OnCompletion:
+    """Says each completion as it arrives, and how far the wait has come."""
+    def heard(agent: str, record: dict, count: int) -> None:
+        waiting.state = f"{count} of {expected} completed"
+        waiting.arrived(f"{agent} completed: {record['status']} — {count} of {expected}",
+                        record["status"])
+
+    return heard

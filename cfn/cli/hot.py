@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from cfn.cli.output import echo, print_json
 
 if TYPE_CHECKING:
+    from cfn.cli.feedback import Settings
     from cfn.project import Project
 
 SIGNAL_WAIT_TIMEOUT = 300  # seconds `cfn signal wait` waits by default
@@ -23,8 +24,17 @@ def signal_send(project: Project, task_id: str, channel: str, payload: str,
 
 
 def signal_wait(project: Project, task_id: str, channel: str, timeout: float,
-                as_json: bool) -> None:
-    payload = project.wait_signal(task_id, channel, timeout=timeout)
+                as_json: bool, feedback: Settings | None = None) -> None:
+    """`feedback`: the global --quiet/--verbose/--color (the fast path serves none of them:
+    the defaults). Plain lines only, on a terminal too, so both paths say the same."""
+    from cfn.cli.feedback import Settings, Waiting
+
+    project.connect()  # the heartbeat counts the wait, not the connection (redis-py's import)
+    with Waiting(feedback or Settings(), f"no signal on {channel}", live=False) as waiting:
+        waiting.note(f"waiting for a signal on channel {channel} of task {task_id} "
+                     f"(timeout {timeout:g} s)")
+        payload = project.wait_signal(task_id, channel, timeout=timeout)
+        waiting.state = f"got a signal on {channel}"
     if as_json:
         print_json({"task_id": task_id, "channel": channel, "payload": payload})
     else:

@@ -23,6 +23,27 @@ def print_json(document: object) -> None:
     echo(json.dumps(document, sort_keys=True))
 
 
+def duration(seconds: float) -> str:
+    """A span as people read it: 0.4 s, 3.1 s, 30 s, 2 min 5 s, 1 h 3 min."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 60:
+        return f"{int(seconds)} s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs} s"
+    return f"{minutes // 60} h {minutes % 60} min"
+
+
+def moment(epoch: float) -> str:
+    """A Unix time as people read it: the local date and time, and how far from now."""
+    import time
+
+    when = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(epoch))
+    delta = epoch - time.time()
+    return f"{when} ({'in ' + duration(delta) if delta >= 0 else duration(-delta) + ' ago'})"
+
+
 def failed(exc: Exception) -> int:
     """Say on stderr, once, what went wrong; the exit code. CFN_DEBUG=1 raises `exc` instead,
     for its traceback."""

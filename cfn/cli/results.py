@@ -9,12 +9,14 @@ from cfn.cli._common import (
     COUNT,
     FRACTION,
     agent_option,
+    feedback_of,
     json_option,
     print_json,
     project_of,
     task_option,
     timeout_option,
 )
+from cfn.cli.feedback import Waiting
 from cfn.coordination import results
 from cfn.errors import ExitCode
 from cfn.validate import json_text
@@ -55,8 +57,15 @@ def collect_results(ctx, task_id, expected, threshold, timeout, as_json) -> None
     (exit 3). Exit 0 when the quorum of successes is met, 1 when it is not.
     What was collected is also recorded in the project database (`cfn history`).
     """
-    outcome = project_of(ctx).collect_results(task_id, expected=expected, threshold=threshold,
-                                              timeout=timeout)
+    quorum = results.quorum_of(expected, threshold)
+    project = project_of(ctx)
+    project.connect()  # the wait's clock starts once Redis is reached
+    with Waiting(feedback_of(ctx), f"0 of {expected} reported") as waiting:
+        waiting.note(f"waiting for {expected} reports on task {task_id} (quorum {quorum}, "
+                     f"timeout {timeout:g} s)")
+        outcome = project.collect_results(task_id, expected=expected, threshold=threshold,
+                                          timeout=timeout,
+                                          on_report=_announcer(waiting, expected, quorum))
     if as_json:
         print_json(outcome.to_dict())
     else:
@@ -68,6 +77,17 @@ def collect_results(ctx, task_id, expected, threshold, timeout, as_json) -> None
         )
         ctx.exit(ExitCode.TIMEOUT)
     ctx.exit(ExitCode.OK if outcome.met else ExitCode.NEGATIVE)
+
+
+def _announcer(waiting: Waiting, expected: int, quorum: int) -> results.OnReport:
+    """Says each report as it arrives, and how far the wait has come."""
+    def heard(rep: results.Report, count: int) -> None:
+        waiting.state = f"{count} of {expected} reported"
+        confidence = "" if rep.confidence is None else f" (confidence {rep.confidence:.2f})"
+        waiting.arrived(f"{rep.agent_id} reported {rep.status}{confidence} — {count} of "
+                        f"{expected}, quorum {quorum}", rep.status)
+
+    return heard
 
 
 def _print_table(outcome: results.Collection) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from cfn.cli._common import LEASE, POSITIVE, checked_id, config_of, json_option, print_json
+from cfn.cli.output import duration
 from cfn.errors import ExitCode
 
 
@@ -86,5 +87,5 @@ def ls(as_json) -> None:
         print_json([s.to_dict() for s in found])
         return
     for s in found:
-        click.echo(f"{s.id}\t{s.status}\t{max(0, s.expires_at - time.time()):.0f}s left\t"
+        click.echo(f"{s.id}\t{s.status}\t{duration(max(0, s.expires_at - time.time()))} left\t"
                    f"{s.workspace}")

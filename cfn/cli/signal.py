@@ -7,6 +7,7 @@ import click
 from cfn.cli import hot
 from cfn.cli._common import (
     checked_id,
+    feedback_of,
     json_option,
     project_of,
     task_option,
@@ -47,4 +48,4 @@ def send(ctx, task_id: str, channel: str, payload: str, as_json: bool) -> None:
 @click.pass_context
 def wait(ctx, task_id: str, channel: str, timeout: float, as_json: bool) -> None:
     """Wait for one signal on CHANNEL and print its payload."""
-    hot.signal_wait(project_of(ctx), task_id, channel, timeout, as_json)
+    hot.signal_wait(project_of(ctx), task_id, channel, timeout, as_json, feedback_of(ctx))

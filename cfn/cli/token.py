@@ -15,6 +15,7 @@ from cfn.cli._common import (
     print_json,
     task_option,
 )
+from cfn.cli.output import moment
 
 
 def _secret(ctx) -> str:
@@ -65,4 +66,4 @@ def verify(ctx, value: str | None, as_json: bool) -> None:
         print_json(claims)
     else:
         click.echo(f"valid: agent {claims['sub']}, task {claims['task_id']}, "
-                   f"role {claims.get('role')}, expires {claims['exp']}")
+                   f"role {claims.get('role')}, expires {moment(claims['exp'])}")

@@ -7,6 +7,7 @@ server until the expected number of distinct agents completed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
@@ -62,16 +63,29 @@ def signal_completion(
     return streams.append(r, key, fields, ttl)
 
 
+# hears of each completion as a wait reads it: the agent, its record (status, payload), and
+# how many agents have completed so far
+OnCompletion = Callable[[str, dict, int], None]
+
+
 def wait_for_completion(
-    r: redis.Redis, task_id: str, *, expected: int, timeout: float, phase: str | None = None
+    r: redis.Redis, task_id: str, *, expected: int, timeout: float, phase: str | None = None,
+    on_completion: OnCompletion | None = None,
 ) -> Completion:
-    """Block until `expected` distinct agents completed or `timeout` seconds passed."""
+    """Block until `expected` distinct agents completed or `timeout` seconds passed;
+    `on_completion` hears of each completion as it arrives."""
     key = keys.completion(task_id, phase)
     validate.positive_int(expected, "expected")
     timeout = validate.timeout(timeout)
-    latest, timed_out = streams.latest_by_agent(r, key, expected=expected, timeout=timeout)
-    agents = {
-        agent: {"status": fields.get("status"), "payload": fields.get("payload")}
-        for agent, (_entry_id, fields) in sorted(latest.items())
-    }
+
+    def heard(_entry_id: str, fields: dict[str, str], count: int) -> None:
+        on_completion(fields["agent"], _record(fields), count)
+
+    latest, timed_out = streams.latest_by_agent(r, key, expected=expected, timeout=timeout,
+                                                on_entry=heard if on_completion else None)
+    agents = {agent: _record(fields) for agent, (_entry_id, fields) in sorted(latest.items())}
     return Completion(task_id, phase, expected, len(agents), timed_out, agents)
+
+
+def _record(fields: dict[str, str]) -> dict[str, str | None]:
+    return {"status": fields.get("status"), "payload": fields.get("payload")}

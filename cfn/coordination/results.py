@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
@@ -163,13 +164,22 @@ def _parse(task_id: str, entry_id: str, fields: dict[str, str]) -> Report | None
     )
 
 
-def _latest(r: redis.Redis, task_id: str, **wait) -> tuple[list[Report], bool]:
+# hears of each trusted report as a wait reads it, with how many agents have reported so far
+OnReport = Callable[[Report, int], None]
+
+
+def _latest(r: redis.Redis, task_id: str, on_report: OnReport | None = None,
+            **wait) -> tuple[list[Report], bool]:
     """Each agent's latest report that can be trusted, sorted by agent (one that cannot is
     skipped, with a warning, as if never written), and whether the wait timed out."""
     def trusted(entry_id: str, fields: dict[str, str]) -> bool:
         return _parse(task_id, entry_id, fields) is not None
 
+    def heard(entry_id: str, fields: dict[str, str], count: int) -> None:
+        on_report(_parse(task_id, entry_id, fields), count)
+
     latest, timed_out = streams.latest_by_agent(r, keys.results(task_id), keep=trusted,
+                                                on_entry=heard if on_report else None,
                                                 **wait)
     return [_parse(task_id, *latest[agent]) for agent in sorted(latest)], timed_out
 
@@ -180,21 +190,28 @@ def read(r: redis.Redis, task_id: str) -> list[Report]:
 
 
 def collect(
-    r: redis.Redis, task_id: str, *, expected: int, threshold: float, timeout: float
+    r: redis.Redis, task_id: str, *, expected: int, threshold: float, timeout: float,
+    on_report: OnReport | None = None,
 ) -> Collection:
-    """Wait until `expected` agents reported or `timeout` passed, then judge the quorum."""
+    """Wait until `expected` agents reported or `timeout` passed, then judge the quorum.
+    `on_report(report, agents so far)` hears of each report as it arrives."""
     validate.positive_int(expected, "expected")
     validate.fraction(threshold, "threshold")
     timeout = validate.timeout(timeout)
-    reports, timed_out = _latest(r, task_id, expected=expected, timeout=timeout)
+    reports, timed_out = _latest(r, task_id, on_report, expected=expected, timeout=timeout)
     return judge(task_id, reports, expected=expected, threshold=threshold, timed_out=timed_out)
+
+
+def quorum_of(expected: int, threshold: float) -> int:
+    """Successful reports needed: ceil(expected * threshold)."""
+    return math.ceil(expected * threshold - 1e-9)  # 5 * 0.6 is 3.0000000000000004
 
 
 def judge(
     task_id: str, reports: list[Report], *, expected: int, threshold: float, timed_out: bool
 ) -> Collection:
     """The quorum verdict over a set of reports."""
-    quorum = math.ceil(expected * threshold - 1e-9)  # 5 * 0.6 is 3.0000000000000004
+    quorum = quorum_of(expected, threshold)
     succeeded = sum(1 for rep in reports if rep.status == "success")
     confidences = [rep.confidence for rep in reports if rep.confidence is not None]
     return Collection(

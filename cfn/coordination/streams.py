@@ -64,12 +64,14 @@ def block_ms(remaining: float) -> int:
 def latest_by_agent(
     r: redis.Redis, key: str, *, expected: int = 0, timeout: float = 0.0,
     keep: Callable[[str, dict[str, str]], bool] | None = None,
+    on_entry: Callable[[str, dict[str, str], int], None] | None = None,
 ) -> tuple[dict[str, tuple[str, dict[str, str]]], bool]:
     """Each agent's latest entry, waiting up to `timeout` s until `expected` agents have one.
 
     Returns ({agent: (entry ID, fields)}, timed_out). Entries without an agent field, and
     those `keep(entry ID, fields)` refuses, are skipped: they neither count nor hide an
-    agent's earlier entry.
+    agent's earlier entry. `on_entry(entry ID, fields, agents so far)` hears of each entry
+    kept as it is read, so a caller can show arrivals while the wait goes on.
     """
     deadline = time.monotonic() + timeout
     latest: dict[str, tuple[str, dict[str, str]]] = {}
@@ -82,6 +84,8 @@ def latest_by_agent(
                 last_id = entry_id
                 if fields.get("agent") and (keep is None or keep(entry_id, fields)):
                     latest[fields["agent"]] = (entry_id, fields)
+                    if on_entry:
+                        on_entry(entry_id, fields, len(latest))
         if len(latest) >= expected:
             return latest, False
         if deadline - time.monotonic() <= 0:

@@ -1,4 +1,5 @@
 #!/usr/bin/env bats
+bats_require_minimum_version 1.5.0
 # The redis-coordination skills, run as agents run them, against a real redis-server.
 
 SKILLS="$BATS_TEST_DIRNAME/../../skills/redis-coordination"
@@ -56,7 +57,7 @@ setup() {
 @test "collect-results.sh meets the quorum and jq can read its JSON" {
   cfn report --task-id T1 --agent-id a1 --confidence 0.9
   cfn report --task-id T1 --agent-id a2 --confidence 0.8
-  run "$SKILLS/collect-results.sh" --task-id T1 --expected 2 --threshold 0.9 --json
+  run --separate-stderr "$SKILLS/collect-results.sh" --task-id T1 --expected 2 --threshold 0.9 --json
   [ "$status" -eq 0 ]
   echo "$output" | jq -e '.met and .count == 2 and .quorum == 2'
 }

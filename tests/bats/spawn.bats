@@ -21,7 +21,7 @@ teardown_file() {
   run --separate-stderr "$SKILL" tests-1 T1 --profile script --json -- sh -c 'echo "{\"confidence\": 0.9}"'
   [ "$status" -eq 0 ]
   echo "$output" | jq -e '.agent_id == "tests-1" and .run_id > 0'
-  run cfn agents wait --task-id T1 --timeout 60 --json
+  run --separate-stderr cfn agents wait --task-id T1 --timeout 60 --json
   [ "$status" -eq 0 ]
   echo "$output" | jq -e '.records["tests-1"].status == "success" and .records["tests-1"].confidence == 0.9'
 }
@@ -29,7 +29,7 @@ teardown_file() {
 @test "spawn-agent.sh reports a failing agent with exit 1 from wait" {
   cd "$WORK"
   "$SKILL" fail-1 T2 --profile script -- sh -c 'exit 7' >/dev/null
-  run cfn agents wait fail-1 --task-id T2 --timeout 60 --json
+  run --separate-stderr cfn agents wait fail-1 --task-id T2 --timeout 60 --json
   [ "$status" -eq 1 ]
   echo "$output" | jq -e '.records["fail-1"].exit_code == 7'
 }
