@@ -11,15 +11,21 @@ finished are never run again. A loop that ended keeps its final report
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cfn import defaults, history
 from cfn.agents import lifecycle, profiles, runs
-from cfn.agents.spawn import SpawnRequest, spawn
+from cfn.agents.spawn import SpawnRequest, preflight, spawn
 from cfn.coordination import decisions, events
 from cfn.db import immediate
 from cfn.errors import InvalidInput
@@ -80,17 +86,37 @@ class Loop:
 
     # --- the loop --------------------------------------------------------------
 
-    def run(self) -> LoopReport:
-        """Run the loop to its end, after the iterations already decided (a resume)."""
+    def run(self, *, continuing: bool = False) -> LoopReport:
+        """Run the loop to its end, after the iterations already decided (a resume).
+
+        A task whose loop ended runs again only when `continuing`: up to the spec's number
+        of iterations more, after the ones it had. Nothing is written before every agent
+        passed the checks a spawn makes (InvalidInput otherwise).
+        """
         project, task_id = self.project, self.spec.task_id
-        store.save_task(project.db, self.spec, "running")
-        history.publish_pending(project.redis, project.db, task_id, ttl=project.key_ttl)
+        ended = store.ended(project.db, task_id)
+        if ended is not None and not continuing:
+            raise InvalidInput(f"task {task_id}'s loop already ended ({ended[0]}): give another "
+                               "--task-id, or add --continue to run more iterations on it")
+        self._preflight()
         done = decided_iterations(project, task_id)
+        if ended is not None:
+            self.spec = replace(self.spec, max_iterations=len(done) + self.spec.iterations)
+        with self._heartbeat():
+            store.save_task(project.db, self.spec, "running")
+            history.publish_pending(project.redis, project.db, task_id, ttl=project.key_ttl)
+            return self._iterate(done, resumed_ending=ended is None)
+
+    def _iterate(self, done: list[Iteration], resumed_ending: bool) -> LoopReport:
         feedback = done[-1].feedback if done else []
         self.event("loop_start", len(done) + 1, {"mode": self.spec.mode,
                                                  "gate": self.spec.gate,
-                                                 "consensus": self.spec.consensus})
-        if done and done[-1].decision in ENDINGS:  # decided, but died before it ended
+                                                 "consensus": self.spec.consensus,
+                                                 "iterations": self.spec.iterations,
+                                                 "budget_usd": self.spec.budget_usd,
+                                                 "epic": self.spec.epic})
+        # decided, but died before it ended (not the last round of a continued loop)
+        if resumed_ending and done and done[-1].decision in ENDINGS:
             return self._end(*ENDINGS[done[-1].decision], done[-1].reason, done)
         for number in range(len(done) + 1, self.spec.iterations + 1):
             if self._over_budget():
@@ -104,7 +130,47 @@ class Loop:
             feedback = iteration.feedback
         if self._over_budget():
             return self._end("over-budget", 1, f"budget of {self.spec.budget_usd} USD spent", done)
-        return self._end("exhausted", 1, f"no PROCEED in {self.spec.iterations} iterations", done)
+        return self._end("exhausted", 1,
+                         f"no PROCEED in {scoring.plural(self.spec.iterations, 'iteration')}",
+                         done)
+
+    def _preflight(self) -> None:
+        """Make every check a spawn of the loop's agents makes, before anything is written."""
+        spec = self.spec
+        names = [*spec.loop3_agents, *spec.loop2_agents, spec.product_owner]
+        for name in names + (["script"] if spec.test_command else []):
+            command = ("/bin/sh", "-c", spec.test_command) if name == "script" else ()
+            preflight(self.project, SpawnRequest(
+                agent_id=f"check-{name}", task_id=spec.task_id, profile=name,
+                runtime=spec.runtime, prompt="check", command=command, image=spec.image,
+                network=spec.network,
+                workspace=Path(spec.workspace) if spec.workspace else None))
+
+    @contextlib.contextmanager
+    def _heartbeat(self) -> Iterator[None]:
+        """Beat `coord:{T}:orchestrator` while the loop runs; gone at once when it ends or
+        is interrupted, so `cfn loop status` can tell a driven loop from an abandoned one."""
+        r, task_id = self.project.redis, self.spec.task_id
+        state = {"pid": os.getpid(), "host": socket.gethostname(), "started_at": time.time()}
+        stopped = threading.Event()
+
+        def beat() -> None:
+            while not stopped.wait(defaults.HEARTBEAT_EVERY_S):
+                try:
+                    events.beat(r, task_id, state)
+                except Exception as exc:  # an outage: the loop's own calls ride it out
+                    log.debug("orchestrator heartbeat failed: %s", exc)
+
+        events.beat(r, task_id, state)
+        beater = threading.Thread(target=beat, name="cfn-orchestrator-heartbeat", daemon=True)
+        beater.start()
+        try:
+            yield
+        finally:
+            stopped.set()
+            beater.join()
+            with contextlib.suppress(Exception):  # a Redis gone: the key expires on its own
+                events.stop_beating(r, task_id)
 
     def iteration(self, number: int, feedback: list[str]) -> Iteration:
         spec, it = self.spec, Iteration(number)
@@ -174,12 +240,16 @@ class Loop:
             run_ids[agent_id] = self._run_for(number, phase, agent_id, name, prompt, command)
         timeout = max(self.profiles.get(n, profiles.get("script")).timeout
                       for n in profile_names) + defaults.LOOP_WAIT_MARGIN_S
+        for agent, run_id in run_ids.items():
+            self.event("agent_start", number, {"agent": agent, "phase": phase,
+                                               "run_id": run_id})
 
         def report(agent: str, record: dict) -> None:
             confidence = scoring.confidence(record)
             log.info(f"[{self.spec.task_id} #{number}]   {agent}: {record.get('status')}"
                      f"{'' if confidence is None else f' (confidence {confidence:.2f})'}")
             self.event("agent_done", number, {"agent": agent, "phase": phase,
+                                              "run_id": run_ids.get(agent),
                                               "status": record.get("status"),
                                               "confidence": confidence})
 
@@ -247,7 +317,8 @@ class Loop:
                 None, it.reason))
         history.publish_pending(project.redis, project.db, self.spec.task_id,
                                 ttl=project.key_ttl)
-        self.event("decision", it.number, {"decision": it.decision, "reason": it.reason})
+        self.event("decision", it.number, {"decision": it.decision, "reason": it.reason,
+                                           "cost_usd": self._cost()})
 
     def _cost(self) -> float:
         return runs.total_cost(self.project.db, self.spec.task_id)
@@ -283,3 +354,20 @@ def decided_iterations(project: Project, task_id: str) -> list[Iteration]:
                       row["consensus_score"], bool(row["consensus_passed"]), row["decision"],
                       row["reason"] or "", row["feedback"])
             for row in store.decided_iterations(project.db, task_id)]
+
+
+def orchestrator_alive(project: Project, task_id: str) -> bool:
+    """Whether a process drives the task's loop: its heartbeat is there, and when it beat
+    from this machine, its process lives (a killed one is noticed at once, not in 10 s)."""
+    beat = events.orchestrator(project.redis, task_id)
+    if beat is None:
+        return False
+    if beat.get("host") != socket.gethostname():
+        return True
+    try:
+        os.kill(int(beat["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, KeyError, TypeError, ValueError):
+        return True
+    return True
