@@ -2,6 +2,7 @@
 an orchestrator that died or was interrupted, and the report, logs and watch that show it."""
 
 import json
+import os
 import re
 import shlex
 import shutil
@@ -180,6 +181,32 @@ def test_piped_watch_prints_plain_lines_and_ends_on_proceed(
     assert lines[-1].endswith("T1 ended: proceeded (criteria met)")
 
 
+class Terminal:
+    """A real terminal: a tmux server of its own, 120 x 40, running one shell command."""
+
+    def __init__(self, command: str, cwd):
+        self.tmux = ["tmux", "-L", f"cfn-test-{uuid.uuid4().hex[:8]}", "-f", "/dev/null"]
+        subprocess.run([*self.tmux, "new-session", "-d", "-x", "120", "-y", "40", "-c",
+                        str(cwd), f"{command}; echo EXIT=$?; sleep 120"], check=True, timeout=30)
+
+    def showing(self, *texts: str) -> str | None:
+        """The screen and its scrollback, when it shows every one of `texts`."""
+        shown = subprocess.run([*self.tmux, "capture-pane", "-p", "-S", "-200", "-t", "0"],
+                               capture_output=True, text=True, timeout=30).stdout
+        return shown if all(text in shown for text in texts) else None
+
+    def close(self) -> None:
+        subprocess.run([*self.tmux, "kill-server"], timeout=30)
+
+
+def cfn_command(env: dict, *args: str) -> str:
+    variables = " ".join(f"{k}={shlex.quote(env[k])}" for k in ("REDIS_URL", "CFN_HOME", "PATH")
+                         if k in env)
+    # the terminal's own size, not the one pytest's environment may carry
+    return (f"env -u COLUMNS -u LINES {variables} TERM=xterm-256color "
+            f"{shlex.quote(sys.executable)} -m cfn " + " ".join(map(shlex.quote, args)))
+
+
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux: apt-get install tmux")
 def test_watch_on_a_terminal_redraws_its_table_until_proceed(
         cfn, agents, env, project):  # noqa: F811
@@ -188,25 +215,14 @@ def test_watch_on_a_terminal_redraws_its_table_until_proceed(
     orchestrator = background(project, env, *RUN, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     until(lambda: started(project), "the implementer to start")
-    server = f"cfn-test-{uuid.uuid4().hex[:8]}"  # a tmux server of its own
-    tmux = ["tmux", "-L", server, "-f", "/dev/null"]
-    variables = " ".join(f"{k}={shlex.quote(env[k])}" for k in ("REDIS_URL", "CFN_HOME", "PATH"))
-    command = (f"env {variables} TERM=xterm-256color {shlex.quote(sys.executable)} -m cfn "
-               "loop watch T1; echo EXIT=$?; sleep 60")
-    subprocess.run([*tmux, "new-session", "-d", "-x", "120", "-y", "40", "-c", str(project),
-                    command], check=True, timeout=30)
+    terminal = Terminal(cfn_command(env, "loop", "watch", "T1"), project)
     try:
-        def screen_with(*texts: str) -> str | None:
-            shown = subprocess.run([*tmux, "capture-pane", "-p", "-t", "0"],
-                                   capture_output=True, text=True, timeout=30).stdout
-            return shown if all(text in shown for text in texts) else None
-
-        running = until(lambda: screen_with("l3-impl-1", "running…"),
+        running = until(lambda: terminal.showing("l3-impl-1", "running…"),
                         "the table of a running loop")
         assert "T1 (mvp): iteration 1 of 5" in running and "model" in running
-        done = until(lambda: screen_with("EXIT="), "the watch to end", timeout=120)
+        done = until(lambda: terminal.showing("EXIT="), "the watch to end", timeout=120)
     finally:
-        subprocess.run([*tmux, "kill-server"], timeout=30)
+        terminal.close()
     assert orchestrator.wait(timeout=60) == 0
     assert "EXIT=0" in done and "proceeded: criteria met (2 iterations)" in done
     assert done.count("elapsed") == 1  # redrawn in place, not printed again
@@ -214,3 +230,18 @@ def test_watch_on_a_terminal_redraws_its_table_until_proceed(
     assert "#2 consensus: reached: consensus 0.95 >= 0.80" in done
     assert "#2 decision: PROCEED (criteria met)" in done
     assert "\x1b" not in done
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux: apt-get install tmux")
+def test_demo_on_a_terminal_draws_the_loop_live(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    terminal = Terminal(cfn_command(env, "demo", "--dir", str(tmp_path / "demo")), tmp_path)
+    try:
+        done = until(lambda: terminal.showing("EXIT="), "the demo to end", timeout=180)
+    finally:
+        terminal.close()
+    assert "EXIT=0" in done, done
+    assert done.count("elapsed") == 1 and "l2-demo-linter-2" in done, done
+    assert "#1 gate: failed" in done and "#2 decision: PROCEED" in done
+    assert "[greet #1] loop 3" not in done  # the table, not the progress lines
+    assert "ANTHROPIC_API_KEY" in done  # then how to run it with Claude Code

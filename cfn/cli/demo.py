@@ -75,9 +75,13 @@ def _watched(project, spec):
     from cfn.cli.loop_view import show
     from cfn.project import Project
 
-    watcher = Project(project.config)  # its own connections: SQLite stays in its thread
-    drawing = threading.Thread(target=show, args=(watcher, spec.task_id),
-                               kwargs={"out": sys.stderr, "live": True}, daemon=True)
+    project.redis  # noqa: B018 (connected, and redis imported, before a second thread does)
+
+    def draw() -> None:
+        with Project(project.config) as watcher:  # its own connections, used in its thread
+            show(watcher, spec.task_id, out=sys.stderr, live=True)
+
+    drawing = threading.Thread(target=draw, daemon=True)
     progress = logging.getLogger("cfn.loop")
     level = progress.level
     progress.setLevel(logging.WARNING)
@@ -87,4 +91,3 @@ def _watched(project, spec):
     finally:
         drawing.join(timeout=5)  # it ends on the loop's last event
         progress.setLevel(level)
-        watcher.close()

@@ -20,7 +20,7 @@ from cfn.cli._common import (
     project_of,
 )
 from cfn.cli.loop_view import duration, score, usd
-from cfn.errors import NegativeOutcome
+from cfn.errors import ExitCode, NegativeOutcome
 from cfn.loop.scoring import plural
 
 
@@ -133,7 +133,7 @@ def _interrupted(ctx, project, task_id: str) -> NoReturn:
     click.echo(f"  resume the loop:  cfn loop resume {task_id}", err=True)
     if running:
         click.echo(f"  stop the agents:  cfn agents stop --task-id {task_id}", err=True)
-    ctx.exit(130)
+    ctx.exit(ExitCode.INTERRUPTED)
 
 
 def _finish(ctx, report, as_json: bool) -> NoReturn:

@@ -79,7 +79,8 @@ def render(view: LoopView) -> RenderableType:
     for name, justify in (("#", "right"), ("agent", "left"), ("phase", "left"),
                           ("status", "left"), ("elapsed", "right"), ("tokens", "right"),
                           ("cost", "right"), ("conf.", "right"), ("model", "left")):
-        table.add_column(name, justify=justify, no_wrap=True)
+        table.add_column(name, justify=justify, no_wrap=True,  # the agent's name gives way
+                         min_width=None if name in ("agent", "model") else len(name))
     verdicts = []
     for number in sorted(view.iterations):
         it = view.iterations[number]
