@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -19,9 +18,7 @@ from cfn.cli._common import (
     print_json,
     project_of,
 )
-from cfn.cli.loop_view import duration, score, usd
 from cfn.errors import ExitCode, NegativeOutcome
-from cfn.loop.scoring import plural
 
 
 def _names(_ctx, _param, value: str | None) -> tuple[str, ...] | None:
@@ -175,7 +172,7 @@ def status(ctx, task_id, as_json) -> None:
 def report(ctx, task_id, as_json) -> None:
     """Per iteration and agent: runtime, provider, model, duration, tokens, cost and
     confidence, and why the gate, the consensus and the decision came out as they did."""
-    from cfn.loop.spec import LoopSpec
+    from cfn.cli.loop_report import report_lines
 
     found = project_of(ctx).history(task_id)
     if found is None:
@@ -183,61 +180,8 @@ def report(ctx, task_id, as_json) -> None:
     if as_json:
         print_json(found)
         return
-    task = found["task"]
-    spec = LoopSpec.from_json(task["spec"]) if task["spec"] else None
-    iterations = found["iterations"]
-    cost = sum(a["cost_usd"] or 0 for a in found["agents"])
-    click.echo(f"Task {task_id}: {task['status']} ({task['mode']}) after "
-               f"{plural(len(iterations), 'iteration')}, cost {usd(cost)}, "
-               f"updated {_local_time(task['updated_at'])}\nEpic: {task['epic']}")
-    for it in iterations:
-        agents = [a for a in found["agents"] if a["iteration"] == it["iteration"]]
-        click.echo(f"\nIteration {it['iteration']}")
-        for agent in agents:
-            click.echo("  " + _agent_line(agent))
-        _verdict_lines(it, spec)
-
-
-def _agent_line(agent: dict) -> str:
-    tokens = (agent["input_tokens"] or 0) + (agent["output_tokens"] or 0) \
-        if agent["input_tokens"] is not None or agent["output_tokens"] is not None else None
-    where = "/".join(p for p in (agent["provider"], agent["model"]) if p) or "-"
-    return (f"{agent['phase'] or '-':<12} {agent['agent_id']:<26} {agent['status']:<8} "
-            f"{agent['runtime'] or '-':<10} {where:<24} {duration(agent['duration_s']):>7} "
-            f"{'-' if tokens is None else f'{tokens:,} tokens':>14} {usd(agent['cost_usd']):>7}"
-            f"  confidence {score(agent['confidence'])}")
-
-
-def _verdict_lines(it: dict, spec) -> None:
-    gate = spec.gate if spec else None
-    consensus = spec.consensus if spec else None
-    click.echo(f"  gate       {_against(it['gate_score'], gate)} "
-               f"{'passed' if it['gate_passed'] else 'failed'}")
-    if it["consensus_score"] is None and not it["gate_passed"]:
-        click.echo("  consensus  - not asked: the validators run only after a passed gate")
-    else:
-        click.echo(f"  consensus  {_against(it['consensus_score'], consensus)} "
-                   f"{'reached' if it['consensus_passed'] else 'not reached'}")
-    click.echo(f"  decision   {it['decision']}: {it['reason']}")
-    for line in json.loads(it["feedback"] or "[]"):
-        click.echo(f"    feedback: {line}")
-
-
-def _against(value: float | None, threshold: float | None) -> str:
-    """'0.90 >= 0.70', '0.50 < 0.70', or 'no score' (nobody gave one)."""
-    if value is None:
-        return "no score" + ("" if threshold is None else f" (needs {threshold:.2f})")
-    if threshold is None:
-        return f"{value:.2f}"
-    return f"{value:.2f} {'>=' if value >= threshold else '<'} {threshold:.2f}"
-
-
-def _local_time(iso: str | None) -> str:
-    from cfn.agents.runs import timestamp
-
-    if not iso:
-        return "-"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp(iso)))
+    for line in report_lines(found):
+        click.echo(line)
 
 
 @loop.command()
@@ -248,7 +192,8 @@ def watch(ctx, task_id) -> None:
 
     On a terminal: a table of iterations and agents (status, elapsed, tokens, cost against
     the budget, confidence, gate and consensus against their thresholds, each decision and
-    its reason), redrawn as events come. Piped: one plain line per event.
+    its reason), redrawn as events come. Piped: one plain line per event. Exit 0 when
+    it proceeded; 1 when it ended otherwise or its orchestrator is gone (resume it).
     """
     from cfn.cli.loop_view import show
     from cfn.loop import store
@@ -256,7 +201,10 @@ def watch(ctx, task_id) -> None:
     project = project_of(ctx)
     if store.status(project.db, task_id) is None:
         raise NegativeOutcome(f"no loop for task {task_id}; start one with cfn loop run")
-    view = show(project, task_id, out=sys.stdout, live=sys.stdout.isatty())
+    try:
+        view = show(project, task_id, out=sys.stdout, live=sys.stdout.isatty())
+    except KeyboardInterrupt:
+        _stopped_following(ctx, task_id)
     if view is not None and view.gone:
         click.echo(f"cfn: {task_id}'s orchestrator gone; resume with "
                    f"`cfn loop resume {task_id}`", err=True)
@@ -300,7 +248,16 @@ def logs(ctx, task_id, follow, since, tail, timestamps) -> None:
     if not known:
         raise NegativeOutcome(f"no agent ran on task {task_id}")
     width = max(len(row["agent_id"]) for row in known)
-    for line in task_logs(project, task_id, follow=follow, since_s=since, tail=tail):
-        width = max(width, len(line.agent_id))
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S ", time.localtime(line.at)) if timestamps else ""
-        click.echo(f"{line.agent_id:<{width}} | {stamp}{line.text}")
+    try:
+        for line in task_logs(project, task_id, follow=follow, since_s=since, tail=tail):
+            width = max(width, len(line.agent_id))
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S ", time.localtime(line.at)) \
+                if timestamps else ""
+            click.echo(f"{line.agent_id:<{width}} | {stamp}{line.text}")
+    except KeyboardInterrupt:
+        _stopped_following(ctx, task_id)
+
+
+def _stopped_following(ctx, task_id: str) -> NoReturn:
+    click.echo(f"\ncfn: stopped following; {task_id}'s loop is not affected", err=True)
+    ctx.exit(ExitCode.INTERRUPTED)

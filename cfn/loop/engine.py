@@ -197,7 +197,7 @@ class Loop:
                      f"{'reached' if agreement.passed else 'not reached'}")
             self.event("consensus", number, asdict(agreement))
         else:
-            it.feedback = [f"gate failed: {verdict.why}"] + [
+            it.feedback = [scoring.GATE_FAILED + verdict.why] + [
                 f"{a}: {rec.get('error') or rec.get('feedback')}" for a, rec in built.items()
                 if rec.get("status") != "success" or rec.get("feedback")]
         it.decision, it.reason = self.decide(number, it)

@@ -10,6 +10,8 @@ import math
 import re
 from dataclasses import dataclass
 
+GATE_FAILED = "gate failed: "  # how the loop's feedback says why the gate failed
+
 
 def plural(count: int, noun: str) -> str:
     """'1 iteration', '2 iterations'."""
