@@ -69,6 +69,21 @@ def test_a_finished_task_id_runs_again_only_with_continue(cfn, agents):  # noqa:
     assert [i["number"] for i in report["iterations"]] == [1, 2]
 
 
+def test_a_continued_loop_killed_before_its_first_decision_resumes_its_new_round(
+        cfn, agents, env, project):  # noqa: F811
+    agents(impl={"1": GOOD["*"], "*": SLOW["*"]}, rev=APPROVE, qa=APPROVE, po=PROCEED)
+    assert loop(cfn)[0] == 0
+    orchestrator = background(project, env, *RUN, "--continue", "--max-iterations", "1",
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    until(lambda: started(project, "l3-impl-1 #2"), "the new round's implementer to start")
+    orchestrator.send_signal(signal.SIGKILL)
+    orchestrator.wait(timeout=30)
+    got = cfn("loop", "resume", "T1", "--json", timeout=300)
+    assert got.returncode == 0, got.stderr
+    assert [i["number"] for i in json.loads(got.stdout)["iterations"]] == [1, 2]
+    assert (project / "prompts.log").read_text().count("l3-impl-1 #2") == 1  # not run again
+
+
 def test_status_says_a_killed_orchestrator_is_gone_and_how_to_resume(
         cfn, agents, env, project):  # noqa: F811
     agents(impl=SLOW, rev=APPROVE, qa=APPROVE, po=PROCEED)

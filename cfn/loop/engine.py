@@ -101,13 +101,14 @@ class Loop:
         self._preflight()
         done = decided_iterations(project, task_id)
         if ended is not None:
-            self.spec = replace(self.spec, max_iterations=len(done) + self.spec.iterations)
+            self.spec = replace(self.spec, max_iterations=len(done) + self.spec.iterations,
+                                continued_after=len(done))
         with self._heartbeat():
             store.save_task(project.db, self.spec, "running")
             history.publish_pending(project.redis, project.db, task_id, ttl=project.key_ttl)
-            return self._iterate(done, resumed_ending=ended is None)
+            return self._iterate(done)
 
-    def _iterate(self, done: list[Iteration], resumed_ending: bool) -> LoopReport:
+    def _iterate(self, done: list[Iteration]) -> LoopReport:
         feedback = done[-1].feedback if done else []
         self.event("loop_start", len(done) + 1, {"mode": self.spec.mode,
                                                  "gate": self.spec.gate,
@@ -115,8 +116,8 @@ class Loop:
                                                  "iterations": self.spec.iterations,
                                                  "budget_usd": self.spec.budget_usd,
                                                  "epic": self.spec.epic})
-        # decided, but died before it ended (not the last round of a continued loop)
-        if resumed_ending and done and done[-1].decision in ENDINGS:
+        # decided, but died before it ended (not in a round before a --continue)
+        if len(done) > (self.spec.continued_after or 0) and done[-1].decision in ENDINGS:
             return self._end(*ENDINGS[done[-1].decision], done[-1].reason, done)
         for number in range(len(done) + 1, self.spec.iterations + 1):
             if self._over_budget():
