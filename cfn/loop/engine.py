@@ -138,14 +138,13 @@ class Loop:
     def _preflight(self) -> None:
         """Make every check a spawn of the loop's agents makes, before anything is written."""
         spec = self.spec
-        names = [*spec.loop3_agents, *spec.loop2_agents, spec.product_owner]
-        for name in names + (["script"] if spec.test_command else []):
-            command = ("/bin/sh", "-c", spec.test_command) if name == "script" else ()
-            preflight(self.project, SpawnRequest(
-                agent_id=f"check-{name}", task_id=spec.task_id, profile=name,
-                runtime=spec.runtime, prompt="check", command=command, image=spec.image,
-                network=spec.network,
-                workspace=Path(spec.workspace) if spec.workspace else None))
+        phases = [("l3", spec.loop3_agents, ()), ("l2", spec.loop2_agents, ()),
+                  ("po", (spec.product_owner,), ())]
+        if spec.test_command:
+            phases.append(("tests", ("script",), ("/bin/sh", "-c", spec.test_command)))
+        for prefix, names, command in phases:
+            for agent_id, name in agent_ids(prefix, names).items():
+                preflight(self.project, self._request(agent_id, name, "check", command))
 
     @contextlib.contextmanager
     def _heartbeat(self) -> Iterator[None]:
@@ -235,10 +234,8 @@ class Loop:
     def phase(self, number: int, phase: str, prefix: str, profile_names, prompt: str,
               command: tuple[str, ...] = ()) -> dict[str, dict]:
         """Each agent's completion record, spawning only the runs this iteration lacks."""
-        run_ids = {}
-        for index, name in enumerate(profile_names, 1):
-            agent_id = f"{prefix}-{name}-{index}" if prefix != "po" else f"po-{name}"
-            run_ids[agent_id] = self._run_for(number, phase, agent_id, name, prompt, command)
+        run_ids = {agent_id: self._run_for(number, phase, agent_id, name, prompt, command)
+                   for agent_id, name in agent_ids(prefix, profile_names).items()}
         timeout = max(self.profiles.get(n, profiles.get("script")).timeout
                       for n in profile_names) + defaults.LOOP_WAIT_MARGIN_S
         for agent, run_id in run_ids.items():
@@ -264,12 +261,17 @@ class Loop:
         row = runs.latest(self.project.db, self.spec.task_id, agent_id, iteration=number)
         if row is not None and row["status"] != "lost":
             return row["id"]  # finished or still running: never run it again
-        request = SpawnRequest(
-            agent_id=agent_id, task_id=self.spec.task_id, profile=profile,
-            runtime=self.spec.runtime, prompt=prompt, command=command, phase=phase,
-            iteration=number, image=self.spec.image, network=self.spec.network,
-            workspace=Path(self.spec.workspace) if self.spec.workspace else None)
+        request = replace(self._request(agent_id, profile, prompt, command), phase=phase,
+                          iteration=number)
         return spawn(self.project, request).run_id
+
+    def _request(self, agent_id: str, profile: str, prompt: str,
+                 command: tuple[str, ...]) -> SpawnRequest:
+        spec = self.spec
+        return SpawnRequest(
+            agent_id=agent_id, task_id=spec.task_id, profile=profile, runtime=spec.runtime,
+            prompt=prompt, command=command, image=spec.image, network=spec.network,
+            workspace=Path(spec.workspace) if spec.workspace else None)
 
     def _test_rate(self, number: int) -> tuple[float | None, bool]:
         if not self.spec.test_command:
@@ -355,6 +357,12 @@ def decided_iterations(project: Project, task_id: str) -> list[Iteration]:
                       row["consensus_score"], bool(row["consensus_passed"]), row["decision"],
                       row["reason"] or "", row["feedback"])
             for row in store.decided_iterations(project.db, task_id)]
+
+
+def agent_ids(prefix: str, profile_names) -> dict[str, str]:
+    """The agent ID of each profile in a phase (agent ID -> profile): l3-coder-1, po-NAME."""
+    return {(f"{prefix}-{name}-{index}" if prefix != "po" else f"po-{name}"): name
+            for index, name in enumerate(profile_names, 1)}
 
 
 def orchestrator_alive(project: Project, task_id: str) -> bool:
