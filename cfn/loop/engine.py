@@ -150,9 +150,15 @@ class Loop:
     def _heartbeat(self) -> Iterator[None]:
         """Beat `coord:{T}:orchestrator` while the loop runs; gone at once when it ends or
         is interrupted, so `cfn loop status` can tell a driven loop from an abandoned one."""
-        r, task_id = self.project.redis, self.spec.task_id
+        from cfn.project import Project
+
+        task_id = self.spec.task_id
         state = {"pid": os.getpid(), "host": socket.gethostname(), "started_at": time.time()}
         stopped = threading.Event()
+        # a connection of its own: a beat never waits behind the loop's blocking reads, and
+        # the loop's connections stay as many as they were
+        beating = Project(self.project.config)
+        r = beating.redis
 
         def beat() -> None:
             while not stopped.wait(defaults.HEARTBEAT_EVERY_S):
@@ -168,9 +174,10 @@ class Loop:
             yield
         finally:
             stopped.set()
-            beater.join()
+            beater.join(timeout=5)  # a beat stuck in an outage must not hold the loop
             with contextlib.suppress(Exception):  # a Redis gone: the key expires on its own
                 events.stop_beating(r, task_id)
+            beating.close()
 
     def iteration(self, number: int, feedback: list[str]) -> Iteration:
         spec, it = self.spec, Iteration(number)
