@@ -9,6 +9,7 @@ from typing import NoReturn
 
 import click
 
+from cfn import defaults
 from cfn.cli._common import (
     COUNT,
     FRACTION,
@@ -211,28 +212,34 @@ def watch(ctx, task_id) -> None:
     ctx.exit(1 if view is None else view.exit_code)
 
 
-def _duration(_ctx, _param, value: str | None) -> float | None:
-    """'90s', '10m', '2h', '1d' or plain seconds, as seconds."""
-    if value is None:
-        return None
+class Duration(click.ParamType):
+    """'90s', '10m', '2h', '1d' or plain seconds, as seconds (up to 30 days)."""
+
+    name = "duration"
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    number, unit = (value[:-1], value[-1]) if value[-1:] in units else (value, "s")
-    try:
-        seconds = float(number) * units[unit]
-    except ValueError:
-        seconds = -1
-    if not seconds >= 0 or seconds == float("inf"):
-        raise click.BadParameter(f"{value!r} is no duration: give e.g. 90s, 10m or 2h")
-    return seconds
+
+    def convert(self, value, param, ctx) -> float:
+        if isinstance(value, float):
+            return value
+        text = str(value).strip()
+        number, unit = (text[:-1], text[-1]) if text[-1:] in self.units else (text, "s")
+        try:
+            seconds = float(number) * self.units[unit]
+        except ValueError:
+            seconds = -1
+        if not 0 <= seconds <= defaults.MAX_SECONDS:
+            self.fail(f"{value!r} is no duration of up to 30 days: give e.g. 90s, 10m or 2h",
+                      param, ctx)
+        return seconds
 
 
 @loop.command()
 @click.argument("task_id", callback=checked_id("task ID"))
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until the loop "
                                                    "and its agents end.")
-@click.option("--since", callback=_duration, metavar="DURATION",
+@click.option("--since", type=Duration(), metavar="DURATION",
               help="Only agents that ran in the last DURATION (90s, 10m, 2h).")
-@click.option("-n", "--tail", type=click.IntRange(min=0), metavar="N",
+@click.option("-n", "--tail", type=click.IntRange(min=0, max=defaults.MAX_COUNT), metavar="N",
               help="Only the last N lines of each agent's log.")
 @click.option("-t", "--timestamps", is_flag=True,
               help="Prefix lines with when they were written (as near as cfn knows: the log's "
