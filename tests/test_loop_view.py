@@ -174,6 +174,7 @@ def test_logs_prefix_every_agent_and_follow_new_lines(cfn, agents, env, project)
     assert whole.returncode == 0 and whole.stdout == followed
     stamped = cfn("loop", "logs", "T1", "--timestamps", "-n", "1", "--since", "1h").stdout
     assert re.search(r"^l2-qa-2 +\| \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d \{", stamped, re.M), stamped
+    assert cfn("loop", "logs", "T1", "-n", "0").stdout == ""
     assert cfn("loop", "logs", "T1", "--since", "soon").returncode == 2
 
 

@@ -52,52 +52,55 @@ class _Tail:
 def task_logs(project: Project, task_id: str, *, follow: bool = False,
               since_s: float | None = None, tail: int | None = None) -> Iterator[LogLine]:
     """The task's agents' log lines, run by run; with `follow`, then each new line as it
-    comes until no run of the task is live. `since_s`: only runs live in the last that many
-    seconds; `tail`: only each run's last that many lines."""
+    comes until neither the loop nor any run of the task is live. `since_s`: only runs
+    live in the last that many seconds; `tail`: only each run's last that many lines."""
+    cutoff = None if since_s is None else time.time() - since_s
     tails: dict[int, _Tail] = {}
-    for tail_ in _new_tails(project, task_id, tails, since_s):
+    for tail_ in _add_new_runs(project, task_id, tails, cutoff):
         lines = tail_.read(flush=not follow)
-        yield from lines[-tail:] if tail is not None and tail >= 0 else lines
+        yield from lines if tail is None else lines[max(len(lines) - tail, 0):]
     if not follow:
         return
     key, last_id = keys.events(task_id), "$"
     while True:
-        live = _new_tails(project, task_id, tails, since_s, live_only=True)
-        found = streams.read_after(project.redis, key, last_id, time.monotonic() + FOLLOW_TICK_S,
-                                   slice_s=FOLLOW_TICK_S)
+        writing = _still_writing(project, task_id)
+        _add_new_runs(project, task_id, tails, cutoff)
+        for tail_ in tails.values():
+            yield from tail_.read(flush=not writing)
+        if not writing:
+            return
+        # wake on the loop's next event (a phase starting), or soon for lines in between
+        found = streams.read_after(project.redis, key, last_id,
+                                   time.monotonic() + FOLLOW_TICK_S, slice_s=FOLLOW_TICK_S)
         if found:
             last_id = found[0][1][-1][0]
-        for tail_ in tails.values():
-            yield from tail_.read(flush=not live)
-        if not live and not _loop_running(project, task_id):
-            return
 
 
-def _new_tails(project: Project, task_id: str, tails: dict[int, _Tail], since_s: float | None,
-               *, live_only: bool = False) -> list[_Tail]:
-    """Add the task's runs not followed yet to `tails`; returns those added (every live run
-    when `live_only`, so a caller knows whether anything still writes)."""
+def _add_new_runs(project: Project, task_id: str, tails: dict[int, _Tail],
+                  cutoff: float | None) -> list[_Tail]:
+    """Follow the task's runs not followed yet (those that ended before `cutoff` left out);
+    returns the ones added."""
     from cfn.agents import runs
 
-    added, live = [], []
-    cutoff = None if since_s is None else time.time() - since_s
+    added = []
     for row in runs.listing(project.db, task_id, latest_only=False):
-        running = row["status"] in runs.LIVE
-        if running:
-            live.append(row)
         if row["id"] in tails or not row["log_path"]:
             continue
-        if cutoff is not None and not running and row["finished_at"] and \
+        if cutoff is not None and row["finished_at"] and \
                 runs.timestamp(row["finished_at"]) < cutoff:
             continue
         tails[row["id"]] = _Tail(row["agent_id"], Path(row["log_path"]))
         added.append(tails[row["id"]])
-    return live if live_only else added
+    return added
 
 
-def _loop_running(project: Project, task_id: str) -> bool:
+def _still_writing(project: Project, task_id: str) -> bool:
+    """Whether a run of the task is live, or its loop is driven (more runs are to come)."""
+    from cfn.agents import runs
     from cfn.loop import store
 
+    if any(row["status"] in runs.LIVE for row in runs.listing(project.db, task_id)):
+        return True
     status = store.status(project.db, task_id)
     return status is not None and status["status"] == "running" and \
         project.loop_orchestrated(task_id)
