@@ -84,13 +84,13 @@ class LoopView:
             self.mode, self.gate, self.consensus = data.get("mode", "?"), data.get("gate"), \
                 data.get("consensus")
             self.max_iterations, self.budget_usd = data.get("iterations"), data.get("budget_usd")
-        elif kind == "agent_start":
-            it.agents.setdefault(data["agent"], AgentView(data["agent"], data.get("phase", "")))
-            it.agents[data["agent"]].run_id = data.get("run_id")
-        elif kind == "agent_done":
+        elif kind in ("agent_start", "agent_done"):
             agent = it.agents.setdefault(data["agent"], AgentView(data["agent"],
                                                                   data.get("phase", "")))
-            agent.status, agent.confidence = data.get("status") or "?", data.get("confidence")
+            agent.run_id = data.get("run_id", agent.run_id)
+            if kind == "agent_done":
+                agent.status, agent.confidence = data.get("status") or "?", \
+                    data.get("confidence")
         elif kind in ("gate", "consensus"):
             setattr(it, kind, data)
         elif kind == "decision":
