@@ -32,6 +32,7 @@ EVENTS_MAXLEN = 10_000  # a loop's event stream keeps about this many entries
 # --- agents ------------------------------------------------------------------------------
 HEARTBEAT_EVERY_S = 2.0
 HEARTBEAT_TTL_S = 10
+ORCHESTRATOR_TTL_S = 10  # a loop's orchestrator beats every HEARTBEAT_EVERY_S too
 STARTUP_GRACE_S = 15.0  # a claim covers an agent until its supervisor's first heartbeat
 LIVENESS_CHECK_S = 1.0  # how often waits look for supervisors that died
 OUTBOX_GRACE_S = 5.0  # a run's records unpublished this long after SQLite had them: publish

@@ -13,6 +13,7 @@ class ExitCode(IntEnum):
     USAGE = 2  # bad input or usage; nothing was written
     TIMEOUT = 3
     BACKEND = 4  # coordination backend unreachable or refused us
+    INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as shells report it
 
 
 class CfnError(Exception):

@@ -103,13 +103,15 @@ def task_history(db: Database, task_id: str) -> dict | None:
         return list(db.query(f"SELECT * FROM {table} WHERE task_id = ? ORDER BY {order}",
                              [task_id]))
 
+    from cfn.agents import runs
+
     results = rows("results", "reported_at, id")
     for row in results:
         row["result"] = None if row["result"] is None else json.loads(row["result"])
     return {
         "task": task,
         "iterations": rows("loop_iterations", "iteration"),
-        "agents": rows("agents", "id"),
+        "agents": runs.with_costs(db, task_id),
         "results": results,
         "decisions": rows("decisions", "id"),
         "costs": rows("cost_ledger", "id"),

@@ -69,6 +69,11 @@ def events(task_id: str) -> str:
     return f"coord:{_tag(task_id)}:events"
 
 
+def orchestrator(task_id: str) -> str:
+    """String with a short TTL: the loop's orchestrator is alive while it exists."""
+    return f"coord:{_tag(task_id)}:orchestrator"
+
+
 def heartbeat(task_id: str, agent_id: str) -> str:
     """String with a short TTL: the agent's supervisor is alive while it exists."""
     return f"agent:{_tag(task_id)}:{validate_id(agent_id, 'agent ID')}:heartbeat"

@@ -332,11 +332,19 @@ class Project:
                               on_record=on_record)
 
     @_backend_errors
-    def run_loop(self, spec: LoopSpec) -> LoopReport:
-        """Run (or resume) a CFN Loop to its end; progress goes to the `cfn.loop` logger."""
+    def run_loop(self, spec: LoopSpec, *, continuing: bool = False) -> LoopReport:
+        """Run (or resume) a CFN Loop to its end; progress goes to the `cfn.loop` logger.
+        A task whose loop ended runs more iterations only when `continuing`."""
         from cfn.loop.engine import Loop
 
-        return Loop(self, spec).run()
+        return Loop(self, spec).run(continuing=continuing)
+
+    @_backend_errors
+    def loop_orchestrated(self, task_id: str) -> bool:
+        """Whether a live process drives the task's loop (its heartbeat in Redis)."""
+        from cfn.loop.engine import orchestrator_alive
+
+        return orchestrator_alive(self, task_id)
 
     @_backend_errors
     def ended_loop(self, task_id: str) -> LoopReport | None:

@@ -19,6 +19,7 @@ def test_demo_fails_once_then_proceeds_on_the_embedded_defaults(tmp_path):
     assert [i["decision"] for i in report["iterations"]] == ["ITERATE", "PROCEED"]
     assert report["iterations"][0]["gate_passed"] is False
     assert "scripted stand-ins for LLM agents" in got.stderr
+    assert "[greet #2] decision: PROCEED" in got.stderr and "\x1b" not in got.stderr  # plain
     assert "started embedded redis-server" in got.stderr
     assert "cfn loop run" in got.stderr and "ANTHROPIC_API_KEY" in got.stderr
     # the agents did real work: the sample's tests pass now

@@ -62,7 +62,7 @@ PASSED = {"gate_passed": True, "consensus_passed": True, "deliverables": ["a.py"
     ({"status": OK, "decision": "PROCEED"}, {**PASSED, "deliverables": []}, "ITERATE",
      "no deliverables"),
     ({"status": OK, "decision": "PROCEED"}, {**PASSED, "gate_passed": False}, "ITERATE",
-     "no passed gate"),
+     "the gate failed"),
     ({"status": OK, "decision": "PROCEED"}, {**PASSED, "missing": ["a.py"]}, "ITERATE",
      "deliverables missing from the workspace: a.py"),
     ({"status": OK, "decision": "PROCEED"}, {**PASSED, "consensus_passed": False}, "ITERATE",

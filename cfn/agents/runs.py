@@ -107,6 +107,33 @@ def listing(db, task_id: str | None = None, latest_only: bool = True) -> list[di
     return found
 
 
+def with_costs(db, task_id: str) -> list[dict]:
+    """Every run of the task, oldest first, with the tokens and cost it reported
+    (input_tokens, output_tokens, cost_usd: None when it reported none) and its
+    duration_s (None while it runs)."""
+    found = rows(db, "SELECT a.*, sum(c.input_tokens) AS input_tokens, sum(c.output_tokens)"
+                     " AS output_tokens, sum(c.cost_usd) AS cost_usd FROM agents a LEFT JOIN"
+                     " cost_ledger c ON c.run_id = a.id WHERE a.task_id = ? GROUP BY a.id"
+                     " ORDER BY a.id", [validate_id(task_id, "task ID")])
+    for row in found:
+        row["duration_s"] = seconds_between(row["started_at"], row["finished_at"])
+    return found
+
+
+def seconds_between(start: str | None, end: str | None) -> float | None:
+    """Seconds from one recorded ISO time to another, None if either is missing."""
+    if not start or not end:
+        return None
+    return round(timestamp(end) - timestamp(start), 3)
+
+
+def timestamp(iso: str) -> float:
+    """A recorded time ('2026-01-01T10:00:00.000Z') as a Unix timestamp."""
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
 def live(db) -> list[dict]:
     """Every run still marked starting or running."""
     return rows(db, "SELECT * FROM agents WHERE status IN (?, ?) ORDER BY id", list(LIVE))

@@ -129,8 +129,9 @@ def _context(request: SpawnRequest, workspace: Path, profile: profiles.Profile,
     }
 
 
-def spawn(project: Project, request: SpawnRequest) -> Spawned:
-    """Start an agent under a supervisor; returns once the supervisor has its spec."""
+def preflight(project: Project, request: SpawnRequest) -> tuple[profiles.Profile, Path]:
+    """Every check a spawn makes before it writes anything (InvalidInput when one fails);
+    the loop makes them for all its agents before it starts."""
     config = project.config
     profile, workspace = _check(request, config)
     for url in project.target.urls:  # refuses a Redis the agents could not reach
@@ -138,6 +139,13 @@ def spawn(project: Project, request: SpawnRequest) -> Spawned:
                          request.network or config.agent_network)
     runtimes.check(request.runtime, request.image or config.agent_image,
                    bool(config.agent_sandbox), os.environ)
+    return profile, workspace
+
+
+def spawn(project: Project, request: SpawnRequest) -> Spawned:
+    """Start an agent under a supervisor; returns once the supervisor has its spec."""
+    config = project.config
+    profile, workspace = preflight(project, request)
     r = project.redis
     if config.redis_fallback_1 and config.agent_acl and not agent_state.has_read_selectors(r):
         raise InvalidInput(  # agents follow a failover by reading cfn:failover

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import tempfile
 from pathlib import Path
 
@@ -31,8 +32,9 @@ loop with Claude Code (npm install -g @anthropic-ai/claude-code):
 def demo(ctx, directory: Path | None, keep_redis: bool, as_json: bool) -> None:
     """Run a whole CFN Loop on a sample project with no API key.
 
-    The first iteration fails the gate; the second reaches PROCEED. Progress
-    streams on stderr; the project, its database and logs stay for you to read.
+    The first iteration fails the gate; the second reaches PROCEED. On a terminal the
+    loop is drawn live (as `cfn loop watch`); otherwise progress streams on stderr in
+    plain lines. The project, its database and logs stay for you to read.
     """
     from cfn import embedded
     from cfn.config import resolve
@@ -52,7 +54,7 @@ def demo(ctx, directory: Path | None, keep_redis: bool, as_json: bool) -> None:
                     product_owner="demo-product-owner", max_iterations=3,
                     workspace=str(directory))
     try:
-        report = project.run_loop(spec)
+        report = _watched(project, spec) if sys.stderr.isatty() else project.run_loop(spec)
     finally:
         project.close()
         if not keep_redis and not project.config.redis_url:
@@ -62,3 +64,30 @@ def demo(ctx, directory: Path | None, keep_redis: bool, as_json: bool) -> None:
     click.echo("\n" + CLAUDE_HINT.format(directory=directory, epic=EPIC), err=True)
     click.echo(f"Read it again: cd {directory} && cfn loop report greet", err=True)
     ctx.exit(report.exit_code)
+
+
+def _watched(project, spec):
+    """Run the loop while a second connection draws it live on stderr (the watch view);
+    the progress lines it would log are left to the table."""
+    import logging
+    import threading
+
+    from cfn.cli.loop_view import show
+    from cfn.project import Project
+
+    project.redis  # noqa: B018 (connected, and redis imported, before a second thread does)
+
+    def draw() -> None:
+        with Project(project.config) as watcher:  # its own connections, used in its thread
+            show(watcher, spec.task_id, out=sys.stderr, live=True)
+
+    drawing = threading.Thread(target=draw, daemon=True)
+    progress = logging.getLogger("cfn.loop")
+    level = progress.level
+    progress.setLevel(logging.WARNING)
+    drawing.start()
+    try:
+        return project.run_loop(spec)
+    finally:
+        drawing.join(timeout=5)  # it ends on the loop's last event
+        progress.setLevel(level)

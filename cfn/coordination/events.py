@@ -36,3 +36,18 @@ def start_loop2(r: redis.Redis, task_id: str, iteration: int, validators: int, *
     for number in range(validators):
         signals.send(r, task_id, LOOP2_CHANNEL, payload, ttl=ttl, max_bytes=len(payload),
                      signal_id=f"loop2-{iteration}-{call}-{number}")
+
+
+def beat(r: redis.Redis, task_id: str, state: dict) -> None:
+    """Refresh the orchestrator's heartbeat: its loop is driven while the key exists."""
+    r.set(keys.orchestrator(task_id), json.dumps(state), ex=defaults.ORCHESTRATOR_TTL_S)
+
+
+def orchestrator(r: redis.Redis, task_id: str) -> dict | None:
+    """The orchestrator's last heartbeat, None when no orchestrator drives the loop."""
+    raw = r.get(keys.orchestrator(task_id))
+    return json.loads(raw) if raw else None
+
+
+def stop_beating(r: redis.Redis, task_id: str) -> None:
+    r.delete(keys.orchestrator(task_id))

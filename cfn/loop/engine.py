@@ -11,15 +11,21 @@ finished are never run again. A loop that ended keeps its final report
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cfn import defaults, history
 from cfn.agents import lifecycle, profiles, runs
-from cfn.agents.spawn import SpawnRequest, spawn
+from cfn.agents.spawn import SpawnRequest, preflight, spawn
 from cfn.coordination import decisions, events
 from cfn.db import immediate
 from cfn.errors import InvalidInput
@@ -80,17 +86,38 @@ class Loop:
 
     # --- the loop --------------------------------------------------------------
 
-    def run(self) -> LoopReport:
-        """Run the loop to its end, after the iterations already decided (a resume)."""
+    def run(self, *, continuing: bool = False) -> LoopReport:
+        """Run the loop to its end, after the iterations already decided (a resume).
+
+        A task whose loop ended runs again only when `continuing`: up to the spec's number
+        of iterations more, after the ones it had. Nothing is written before every agent
+        passed the checks a spawn makes (InvalidInput otherwise).
+        """
         project, task_id = self.project, self.spec.task_id
-        store.save_task(project.db, self.spec, "running")
-        history.publish_pending(project.redis, project.db, task_id, ttl=project.key_ttl)
+        ended = store.ended(project.db, task_id)
+        if ended is not None and not continuing:
+            raise InvalidInput(f"task {task_id}'s loop already ended ({ended[0]}): give another "
+                               "--task-id, or add --continue to run more iterations on it")
+        self._preflight()
         done = decided_iterations(project, task_id)
+        if ended is not None:
+            self.spec = replace(self.spec, max_iterations=len(done) + self.spec.iterations,
+                                continued_after=len(done))
+        with self._heartbeat():
+            store.save_task(project.db, self.spec, "running")
+            history.publish_pending(project.redis, project.db, task_id, ttl=project.key_ttl)
+            return self._iterate(done)
+
+    def _iterate(self, done: list[Iteration]) -> LoopReport:
         feedback = done[-1].feedback if done else []
         self.event("loop_start", len(done) + 1, {"mode": self.spec.mode,
                                                  "gate": self.spec.gate,
-                                                 "consensus": self.spec.consensus})
-        if done and done[-1].decision in ENDINGS:  # decided, but died before it ended
+                                                 "consensus": self.spec.consensus,
+                                                 "iterations": self.spec.iterations,
+                                                 "budget_usd": self.spec.budget_usd,
+                                                 "epic": self.spec.epic})
+        # decided, but died before it ended (not in a round before a --continue)
+        if len(done) > (self.spec.continued_after or 0) and done[-1].decision in ENDINGS:
             return self._end(*ENDINGS[done[-1].decision], done[-1].reason, done)
         for number in range(len(done) + 1, self.spec.iterations + 1):
             if self._over_budget():
@@ -104,7 +131,53 @@ class Loop:
             feedback = iteration.feedback
         if self._over_budget():
             return self._end("over-budget", 1, f"budget of {self.spec.budget_usd} USD spent", done)
-        return self._end("exhausted", 1, f"no PROCEED in {self.spec.iterations} iterations", done)
+        return self._end("exhausted", 1,
+                         f"no PROCEED in {scoring.plural(self.spec.iterations, 'iteration')}",
+                         done)
+
+    def _preflight(self) -> None:
+        """Make every check a spawn of the loop's agents makes, before anything is written."""
+        spec = self.spec
+        phases = [("l3", spec.loop3_agents, ()), ("l2", spec.loop2_agents, ()),
+                  ("po", (spec.product_owner,), ())]
+        if spec.test_command:
+            phases.append(("tests", ("script",), ("/bin/sh", "-c", spec.test_command)))
+        for prefix, names, command in phases:
+            for agent_id, name in agent_ids(prefix, names).items():
+                preflight(self.project, self._request(agent_id, name, "check", command))
+
+    @contextlib.contextmanager
+    def _heartbeat(self) -> Iterator[None]:
+        """Beat `coord:{T}:orchestrator` while the loop runs; gone at once when it ends or
+        is interrupted, so `cfn loop status` can tell a driven loop from an abandoned one."""
+        from cfn.project import Project
+
+        task_id = self.spec.task_id
+        state = {"pid": os.getpid(), "host": socket.gethostname(), "started_at": time.time()}
+        stopped = threading.Event()
+        # a connection of its own: a beat never waits behind the loop's blocking reads, and
+        # the loop's connections stay as many as they were
+        beating = Project(self.project.config)
+        r = beating.redis
+
+        def beat() -> None:
+            while not stopped.wait(defaults.HEARTBEAT_EVERY_S):
+                try:
+                    events.beat(r, task_id, state)
+                except Exception as exc:  # an outage: the loop's own calls ride it out
+                    log.debug("orchestrator heartbeat failed: %s", exc)
+
+        events.beat(r, task_id, state)
+        beater = threading.Thread(target=beat, name="cfn-orchestrator-heartbeat", daemon=True)
+        beater.start()
+        try:
+            yield
+        finally:
+            stopped.set()
+            beater.join(timeout=5)  # a beat stuck in an outage must not hold the loop
+            with contextlib.suppress(Exception):  # a Redis gone: the key expires on its own
+                events.stop_beating(r, task_id)
+            beating.close()
 
     def iteration(self, number: int, feedback: list[str]) -> Iteration:
         spec, it = self.spec, Iteration(number)
@@ -131,7 +204,7 @@ class Loop:
                      f"{'reached' if agreement.passed else 'not reached'}")
             self.event("consensus", number, asdict(agreement))
         else:
-            it.feedback = [f"gate failed: {verdict.why}"] + [
+            it.feedback = [scoring.GATE_FAILED + verdict.why] + [
                 f"{a}: {rec.get('error') or rec.get('feedback')}" for a, rec in built.items()
                 if rec.get("status") != "success" or rec.get("feedback")]
         it.decision, it.reason = self.decide(number, it)
@@ -168,18 +241,20 @@ class Loop:
     def phase(self, number: int, phase: str, prefix: str, profile_names, prompt: str,
               command: tuple[str, ...] = ()) -> dict[str, dict]:
         """Each agent's completion record, spawning only the runs this iteration lacks."""
-        run_ids = {}
-        for index, name in enumerate(profile_names, 1):
-            agent_id = f"{prefix}-{name}-{index}" if prefix != "po" else f"po-{name}"
-            run_ids[agent_id] = self._run_for(number, phase, agent_id, name, prompt, command)
+        run_ids = {agent_id: self._run_for(number, phase, agent_id, name, prompt, command)
+                   for agent_id, name in agent_ids(prefix, profile_names).items()}
         timeout = max(self.profiles.get(n, profiles.get("script")).timeout
                       for n in profile_names) + defaults.LOOP_WAIT_MARGIN_S
+        for agent, run_id in run_ids.items():
+            self.event("agent_start", number, {"agent": agent, "phase": phase,
+                                               "run_id": run_id})
 
         def report(agent: str, record: dict) -> None:
             confidence = scoring.confidence(record)
             log.info(f"[{self.spec.task_id} #{number}]   {agent}: {record.get('status')}"
                      f"{'' if confidence is None else f' (confidence {confidence:.2f})'}")
             self.event("agent_done", number, {"agent": agent, "phase": phase,
+                                              "run_id": run_ids.get(agent),
                                               "status": record.get("status"),
                                               "confidence": confidence})
 
@@ -193,12 +268,17 @@ class Loop:
         row = runs.latest(self.project.db, self.spec.task_id, agent_id, iteration=number)
         if row is not None and row["status"] != "lost":
             return row["id"]  # finished or still running: never run it again
-        request = SpawnRequest(
-            agent_id=agent_id, task_id=self.spec.task_id, profile=profile,
-            runtime=self.spec.runtime, prompt=prompt, command=command, phase=phase,
-            iteration=number, image=self.spec.image, network=self.spec.network,
-            workspace=Path(self.spec.workspace) if self.spec.workspace else None)
+        request = replace(self._request(agent_id, profile, prompt, command), phase=phase,
+                          iteration=number)
         return spawn(self.project, request).run_id
+
+    def _request(self, agent_id: str, profile: str, prompt: str,
+                 command: tuple[str, ...]) -> SpawnRequest:
+        spec = self.spec
+        return SpawnRequest(
+            agent_id=agent_id, task_id=spec.task_id, profile=profile, runtime=spec.runtime,
+            prompt=prompt, command=command, image=spec.image, network=spec.network,
+            workspace=Path(spec.workspace) if spec.workspace else None)
 
     def _test_rate(self, number: int) -> tuple[float | None, bool]:
         if not self.spec.test_command:
@@ -247,7 +327,8 @@ class Loop:
                 None, it.reason))
         history.publish_pending(project.redis, project.db, self.spec.task_id,
                                 ttl=project.key_ttl)
-        self.event("decision", it.number, {"decision": it.decision, "reason": it.reason})
+        self.event("decision", it.number, {"decision": it.decision, "reason": it.reason,
+                                           "cost_usd": self._cost()})
 
     def _cost(self) -> float:
         return runs.total_cost(self.project.db, self.spec.task_id)
@@ -283,3 +364,26 @@ def decided_iterations(project: Project, task_id: str) -> list[Iteration]:
                       row["consensus_score"], bool(row["consensus_passed"]), row["decision"],
                       row["reason"] or "", row["feedback"])
             for row in store.decided_iterations(project.db, task_id)]
+
+
+def agent_ids(prefix: str, profile_names) -> dict[str, str]:
+    """The agent ID of each profile in a phase (agent ID -> profile): l3-coder-1, po-NAME."""
+    return {(f"{prefix}-{name}-{index}" if prefix != "po" else f"po-{name}"): name
+            for index, name in enumerate(profile_names, 1)}
+
+
+def orchestrator_alive(project: Project, task_id: str) -> bool:
+    """Whether a process drives the task's loop: its heartbeat is there, and when it beat
+    from this machine, its process lives (a killed one is noticed at once, not in 10 s)."""
+    beat = events.orchestrator(project.redis, task_id)
+    if beat is None:
+        return False
+    if beat.get("host") != socket.gethostname():
+        return True
+    try:
+        os.kill(int(beat["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, KeyError, TypeError, ValueError):
+        return True
+    return True

@@ -10,6 +10,13 @@ import math
 import re
 from dataclasses import dataclass
 
+GATE_FAILED = "gate failed: "  # how the loop's feedback says why the gate failed
+
+
+def plural(count: int, noun: str) -> str:
+    """'1 iteration', '2 iterations'."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
 
 def quorum(count: int, threshold: float) -> int:
     return math.ceil(count * threshold - 1e-9)
@@ -93,11 +100,11 @@ def guard_decision(record: dict | None, *, gate_passed: bool, consensus_passed: 
         return "ITERATE", f"the product owner gave no valid decision ({decision or 'none'!r})"
     reason = record.get("reason") or ""
     if decision == "PROCEED":
-        lacking = [what for what, ok in (("passed gate", gate_passed),
-                                         ("consensus", consensus_passed),
-                                         ("deliverables", bool(deliverables))) if not ok]
+        lacking = [what for what, ok in (("the gate failed", gate_passed),
+                                         ("no consensus", consensus_passed),
+                                         ("no deliverables", bool(deliverables))) if not ok]
         if lacking:
-            return "ITERATE", f"PROCEED refused: no {', no '.join(lacking)}"
+            return "ITERATE", f"PROCEED refused: {'; '.join(lacking)}"
         if missing:
             return "ITERATE", ("PROCEED refused: deliverables missing from the workspace: "
                                + ", ".join(map(str, missing)))

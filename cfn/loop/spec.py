@@ -41,6 +41,9 @@ class LoopSpec:
     network: str | None = None  # container runtime: the agents' network (default: agent_network)
     test_command: str | None = None  # shell command; its pass rate is the gate score
     budget_usd: float | None = None
+    # a continued loop (--continue): the iterations of the rounds before it, whose ending
+    # does not end it when it is resumed
+    continued_after: int | None = None
 
     def __post_init__(self):
         validate_id(self.task_id, "task ID")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 from collections.abc import Mapping
@@ -124,14 +125,10 @@ def check(runtime: str, image: str | None, sandbox: bool, host_env: Mapping[str,
     """Fail now, before anything is written or started, when the runtime cannot run an
     agent: no sandbox, no container engine, no such image, no cluster configured."""
     if runtime == "process":
-        import logging
-
         from cfn.agents import isolation
 
         if not sandbox:
-            logging.getLogger(__name__).warning(
-                "cfn: process agents run unsandboxed (agent_sandbox is off): they see your "
-                "files, your home directory and your other processes")
+            _warn_unsandboxed()
         else:
             isolation.bwrap()
     elif runtime == "container":
@@ -144,6 +141,15 @@ def check(runtime: str, image: str | None, sandbox: bool, host_env: Mapping[str,
         from cfn.agents.runtimes.kubernetes import load_cluster_config
 
         load_cluster_config(host_env)
+
+
+@functools.cache  # once per process: a loop checks each of its agents, and spawns them
+def _warn_unsandboxed() -> None:
+    import logging
+
+    logging.getLogger(__name__).warning(
+        "cfn: process agents run unsandboxed (agent_sandbox is off): they see your "
+        "files, your home directory and your other processes")
 
 
 async def start(runtime: str, request: RunRequest, pool: Executor) -> Run:
