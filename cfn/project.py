@@ -172,8 +172,10 @@ class Project:
     @_backend_errors
     def store_context(self, task_id: str, key: str, value: str, *,
                       ttl: int | None = None) -> None:
+        from cfn import validate
         from cfn.coordination import context
 
+        validate.payload(value, self.max_payload, "value")  # before connecting starts a server
         context.store(self.redis, task_id, key, value, ttl=ttl, max_bytes=self.max_payload)
 
     @_backend_errors
@@ -197,8 +199,10 @@ class Project:
     @_backend_errors
     def send_signal(self, task_id: str, channel: str, payload: str = "") -> int:
         """Queue a signal; returns how many now wait on the channel."""
+        from cfn import validate
         from cfn.coordination import signals
 
+        validate.payload(payload, self.max_payload)  # before connecting starts a server
         return signals.send(self.redis, task_id, channel, payload, ttl=self.key_ttl,
                             max_bytes=self.max_payload)
 

@@ -73,7 +73,8 @@ HEAVY = {("spawn-agent",), ("loop", "run"), ("loop", "resume"), ("demo",), ("ima
          ("redis", "stop"), ("doctor",), ("health",)}  # the doctor runs claude, compose
 # commands that read no setting (they talk to the container engine alone), so a setting's
 # bad value in the environment is not theirs to refuse
-NO_SETTINGS = {("session", "ls"), ("session", "stop")}
+NO_SETTINGS = {("session", "ls"), ("session", "stop"),  # nor do shell completion scripts
+               ("completion", "bash"), ("completion", "zsh"), ("completion", "fish")}
 # parameters whose size is limited by CFN_MAX_PAYLOAD
 PAYLOADS = {(("signal", "send"), "payload"), (("completion", "signal"), "payload"),
             (("context", "store"), "value"), (("report",), "result")}

@@ -74,7 +74,7 @@ def spawn_agent(ctx, agent_id, task_id, mode, provider, profile, runtime, prompt
     """Start AGENT_ID on TASK_ID under a supervisor.
 
     \b
-    The seed's form: cfn spawn-agent AGENT_ID TASK_ID [MODE] [PROVIDER]
+    As the skill calls it: cfn spawn-agent AGENT_ID TASK_ID [MODE] [PROVIDER]
       cfn spawn-agent coder-1 T42 --prompt "Add login" --runtime container
       cfn spawn-agent tests-1 T42 --profile script -- pytest -q
     Prints the run (and with --wait its completion record: exit 0 success,
@@ -326,7 +326,12 @@ def stop(ctx, agent_id, task_id) -> None:
     """Stop AGENT (or every running agent of the task); each still reports its completion."""
     from cfn.agents import lifecycle
 
-    for name in lifecycle.stop(project_of(ctx), task_id, agent_id):
+    stopping = lifecycle.stop(project_of(ctx), task_id, agent_id)
+    if not stopping:  # nothing to stop is said, and is not success
+        what = f"agent {agent_id} of task {task_id}" if agent_id else f"task {task_id}"
+        raise NegativeOutcome(f"nothing running for {what}; `cfn agents ls --task-id "
+                              f"{task_id}` shows its agents")
+    for name in stopping:
         click.echo(f"stopping {name}", err=True)
 
 
@@ -346,6 +351,9 @@ def wait(ctx, agent_ids, task_id, timeout, as_json) -> None:
     from cfn.agents import runs
 
     rows = runs.listing(project_of(ctx).db, task_id)
+    if not rows:  # a typo must not read as "all done"
+        raise NegativeOutcome(f"no agent ever ran on task {task_id}; `cfn agents ls` lists "
+                              "the tasks' agents")
     if agent_ids:
         rows = [row for row in rows if row["agent_id"] in agent_ids]
         missing = set(agent_ids) - {row["agent_id"] for row in rows}

@@ -8,6 +8,7 @@ fast path (cfn.cli.fast) does not serve.
 from __future__ import annotations
 
 import importlib
+import json
 import sys
 
 import click
@@ -27,7 +28,8 @@ COMMANDS = {
     "signal": ("cfn.cli.signal", "signal"),
     "report": ("cfn.cli.results", "report"),
     "collect-results": ("cfn.cli.results", "collect_results"),
-    "completion": ("cfn.cli.completion", "completion"),
+    "barrier": ("cfn.cli.completion", "completion"),
+    "completion": ("cfn.cli.shell", "completion"),
     "lock": ("cfn.cli.lock", "lock"),
     "decision": ("cfn.cli.decision", "decision"),
     "history": ("cfn.cli.history", "history"),
@@ -47,9 +49,29 @@ COMMANDS = {
 }
 
 
+# the top-level help's sections, in order; every command is in one
+SECTIONS = {
+    "Start here": ("demo", "doctor", "config"),
+    "Loop": ("loop", "decision", "history"),
+    "Coordination": ("context", "signal", "report", "collect-results", "barrier", "lock"),
+    "Agents": ("spawn-agent", "agents", "route", "session", "image", "token", "skills"),
+    "Worktrees": ("worktree",),
+    "Admin": ("redis", "db", "completion"),
+}
+ALIASES = {"health": "doctor"}  # names that work and are not listed
+
+
 class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(COMMANDS)
+        return sorted(set(COMMANDS) - set(ALIASES))
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The commands by section (loading each one's help: only --help pays for that)."""
+        for section, names in SECTIONS.items():
+            rows = [(name, self.get_command(ctx, name).get_short_help_str(70))
+                    for name in names]
+            with formatter.section(section):
+                formatter.write_dl(rows)
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name not in COMMANDS:
@@ -105,6 +127,17 @@ def main(argv: list[str] | None = None) -> None:
     leave(run(argv))
 
 
+def _suggest(exc: click.ClickException) -> None:
+    """"Did you mean" for an unknown top-level command too: click suggests from the
+    commands a group has registered, and the lazy group registers none."""
+    import difflib
+
+    ctx = getattr(exc, "ctx", None)
+    if isinstance(exc, click.exceptions.NoSuchCommand) and not exc.possibilities and ctx:
+        exc.possibilities = difflib.get_close_matches(exc.command_name,
+                                                      ctx.command.list_commands(ctx))
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run one command; its exit code (errors are said on stderr, once, here)."""
     args = sys.argv[1:] if argv is None else list(argv)
@@ -115,11 +148,15 @@ def run(argv: list[str] | None = None) -> int:
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.ClickException as exc:
+        _suggest(exc)
         exc.show()
-        return ExitCode.USAGE if isinstance(exc, click.UsageError) else exc.exit_code
+        code = ExitCode.USAGE if isinstance(exc, click.UsageError) else exc.exit_code
+        if "--json" in args:
+            print(json.dumps({"error": exc.format_message(), "exit_code": int(code)}))
+        return code
     except click.Abort:
         print("cfn: aborted", file=sys.stderr)
         return 130
     except Exception as exc:
-        return failed(exc)
+        return failed(exc, as_json="--json" in args)
     return code if isinstance(code, int) else ExitCode.OK

@@ -1,4 +1,5 @@
-"""`cfn completion`: agents announce they finished; orchestrators wait for N of them."""
+"""`cfn barrier` (formerly `cfn completion`, which still works): agents announce they
+finished; orchestrators wait for N of them."""
 
 from __future__ import annotations
 
@@ -28,7 +29,12 @@ phase_option = click.option(
 
 @click.group()
 def completion() -> None:
-    """Signal that an agent finished, and wait until N agents have."""
+    """The completion barrier: signal that an agent finished, and wait until N have.
+
+    \b
+    cfn barrier signal --task-id T --agent-id coder-1 --phase loop3
+    cfn barrier wait --task-id T --expected 3 --phase loop3 --timeout 600
+    """
 
 
 @completion.command(name="signal")
@@ -41,7 +47,7 @@ def completion() -> None:
 @json_option
 @click.pass_context
 def signal_(ctx, task_id, agent_id, status, payload, phase, as_json) -> None:
-    """Record that AGENT finished the task (the seed's signal_completion)."""
+    """Record that AGENT finished the task (signal_completion in the design documents)."""
     hot.completion_signal(project_of(ctx), task_id, agent_id, status, payload, phase, as_json)
 
 
@@ -53,7 +59,8 @@ def signal_(ctx, task_id, agent_id, status, payload, phase, as_json) -> None:
 @json_option
 @click.pass_context
 def wait(ctx, task_id, expected, timeout, phase, as_json) -> None:
-    """Block until EXPECTED agents completed (the seed's wait_for_loop_completion).
+    """Block until EXPECTED agents completed (wait_for_loop_completion in the design
+    documents).
 
     Prints one line per agent (agent, status); exit 3 at the timeout.
     """

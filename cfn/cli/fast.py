@@ -130,7 +130,7 @@ def _serve(argv: list[str]) -> int | None:
     try:
         body(project, **values)
     except Exception as exc:
-        return failed(exc) if client.sent else None
+        return failed(exc, bool(values["as_json"])) if client.sent else None
     finally:
         project.close()
     return ExitCode.OK

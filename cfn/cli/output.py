@@ -44,23 +44,33 @@ def moment(epoch: float) -> str:
     return f"{when} ({'in ' + duration(delta) if delta >= 0 else duration(-delta) + ' ago'})"
 
 
-def failed(exc: Exception) -> int:
-    """Say on stderr, once, what went wrong; the exit code. CFN_DEBUG=1 raises `exc` instead,
-    for its traceback."""
+def failed(exc: Exception, as_json: bool = False) -> int:
+    """Say on stderr, once, what went wrong (and, under --json, as a JSON object on stdout
+    too, so a script reading stdout learns why); the exit code. CFN_DEBUG=1 raises `exc`
+    instead, for its traceback."""
     if isinstance(exc, BrokenPipeError):
         return ExitCode.NEGATIVE  # the reader went away (e.g. `| head`); nothing more to say
     if os.environ.get("CFN_DEBUG"):
         raise exc
     if isinstance(exc, CfnError):
-        print(f"cfn: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    if _storage_refused(exc):
-        print(f"cfn: error: the state directory refused a write ({exc}); free space on its "
-              "disk, or make it writable (CFN_HOME says where it is)", file=sys.stderr)
-        return ExitCode.BACKEND
-    print(f"cfn: internal error: {type(exc).__name__}: {exc} (CFN_DEBUG=1 shows the traceback)",
-          file=sys.stderr)
-    return ExitCode.NEGATIVE
+        message, code = str(exc), exc.exit_code
+    elif _storage_refused(exc):
+        message, code = (f"the state directory refused a write ({exc}); free space on its "
+                         "disk, or make it writable (CFN_HOME says where it is)",
+                         ExitCode.BACKEND)
+    else:
+        print(f"cfn: internal error: {type(exc).__name__}: {exc} (CFN_DEBUG=1 shows the "
+              "traceback)", file=sys.stderr)
+        return ExitCode.NEGATIVE
+    return said(message, code, as_json)
+
+
+def said(message: str, code: int, as_json: bool) -> int:
+    """An error for the user: a line on stderr, and a JSON object on stdout under --json."""
+    print(f"cfn: error: {message}", file=sys.stderr)
+    if as_json:
+        print(json.dumps({"error": message, "exit_code": int(code)}))
+    return code
 
 
 def _storage_refused(exc: Exception) -> bool:
