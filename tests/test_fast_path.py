@@ -187,8 +187,9 @@ def test_a_report_run_as_its_agent_is_signed_the_same_way(run, r):
     ("--phase", "loop3", "--payload", "done", "--json"),
     ("--status=failure", "--phase=loop2"),
 ])
-def test_completion_signal(run, r, extra):
-    quick, (contents, _, _) = both(run, r, "completion", "signal", "--task-id", "T",
+@pytest.mark.parametrize("name", ["barrier", "completion"])  # its name, and its old one
+def test_completion_signal(run, r, extra, name):
+    quick, (contents, _, _) = both(run, r, name, "signal", "--task-id", "T",
                                    "--agent-id", "a1", *extra)
     assert quick.code == 0 and len(contents) == 1
 

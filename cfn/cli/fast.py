@@ -100,6 +100,7 @@ COMMANDS: dict[tuple[str, ...], tuple[Callable, dict[str, Option], dict[str, obj
         {**EVERY, **KEY},
         {}),
 }
+COMMANDS[("barrier", "signal")] = COMMANDS[("completion", "signal")]  # its new name
 GLOBAL: dict[str, Option] = {"--redis-url": ("redis_url", str)}
 
 
