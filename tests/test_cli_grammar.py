@@ -64,3 +64,16 @@ def test_a_malformed_redis_url_is_bad_input(cfn, project):
               "--payload", "x", extra_env={"CFN_HOME": str(project / "fresh")})
     assert got.returncode == 2 and "use redis://" in got.stderr
     assert not os.path.exists(project / "fresh")  # nothing written, nothing started
+
+
+def test_lists_have_headers_on_a_terminal_and_none_when_piped(cfn, env, project):
+    import shlex
+
+    piped = cfn("agents", "profiles").stdout.splitlines()
+    assert piped[0].split("\t")[0] != "profile" and "\t" in piped[0]
+    command = shlex.join([sys.executable, "-m", "cfn", "agents", "profiles"])
+    on_terminal = subprocess.run(["script", "-qec", command, "/dev/null"], cwd=project,
+                                 env=env, capture_output=True, text=True, timeout=60)
+    lines = on_terminal.stdout.splitlines()
+    assert lines[0].split() == ["profile", "role", "kind", "provider", "timeout"]
+    assert "\t" not in on_terminal.stdout and len(lines) == len(piped) + 1

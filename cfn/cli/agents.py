@@ -22,7 +22,7 @@ from cfn.cli._common import (
     task_option,
 )
 from cfn.cli.feedback import Waiting
-from cfn.cli.output import duration
+from cfn.cli.output import duration, print_table
 from cfn.errors import ExitCode, NegativeOutcome
 
 
@@ -259,8 +259,9 @@ def profiles(ctx, as_json: bool) -> None:
     if as_json:
         print_json({name: p.to_data() | {"source": p.source} for name, p in sorted(found.items())})
         return
-    for name, p in sorted(found.items()):
-        click.echo(f"{name}\t{p.role}\t{p.kind}\t{p.provider or '(routed)'}\t{p.timeout:g}s")
+    print_table(("profile", "role", "kind", "provider", "timeout"),
+                [(name, p.role, p.kind, p.provider or "(routed)", f"{p.timeout:g}s")
+                 for name, p in sorted(found.items())])
 
 
 @agents.command(name="ls")
@@ -277,12 +278,11 @@ def ls(ctx, task_id, all_runs, as_json) -> None:
     if as_json:
         print_json(rows)
         return
-    for row in rows:
-        took = runs.elapsed(row)
-        click.echo(f"{row['task_id']}\t{row['agent_id']}\trun {row['id']}\t{row['status']}\t"
-                   f"{row['runtime']}\t{row['provider'] or '-'}\t"
-                   f"{_exit_text(row['exit_code'])}\t"
-                   f"{'-' if took is None else duration(took)}")
+    print_table(("task", "agent", "run", "status", "runtime", "provider", "exit", "took"),
+                [(row["task_id"], row["agent_id"], f"run {row['id']}", row["status"],
+                  row["runtime"], row["provider"] or "-", _exit_text(row["exit_code"]),
+                  "-" if (took := runs.elapsed(row)) is None else duration(took))
+                 for row in rows])
 
 
 @agents.command()

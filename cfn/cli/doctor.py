@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
 from cfn.cli._common import config_of, json_option, print_json
+from cfn.cli.output import print_table
 from cfn.errors import ExitCode
 
 HEADERS = ("check", "status", "detail", "fix")
@@ -30,17 +29,8 @@ def doctor(ctx, as_json: bool) -> None:
     if as_json:
         print_json({"ok": ok, "checks": [check.to_dict() for check in checks]})
     else:
-        rows = [(c.name, c.status, c.detail, c.fix) for c in checks]
-        for line in _table(rows) if sys.stdout.isatty() else map("\t".join, rows):
-            click.echo(line)
+        print_table(HEADERS, [(c.name, c.status, c.detail, c.fix) for c in checks])
     if not ok:
         click.echo("cfn: a required check failed; see its fix above", err=True)
     ctx.exit(ExitCode.OK if ok else ExitCode.NEGATIVE)
 
-
-def _table(rows: list[tuple[str, ...]]) -> list[str]:
-    """Rows under headers, in columns as wide as their widest cell (the last one free)."""
-    every = [HEADERS, *rows]
-    widths = [max(len(row[i]) for row in every) for i in range(len(HEADERS) - 1)]
-    return ["  ".join([*(cell.ljust(width) for cell, width in zip(row, widths, strict=False)),
-                       row[-1]]).rstrip() for row in every]

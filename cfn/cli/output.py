@@ -83,3 +83,18 @@ def _storage_refused(exc: Exception) -> bool:
         return "full" in said or "readonly" in said or "read-only" in said \
             or "disk I/O" in said or "unable to open" in said
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EROFS, errno.EDQUOT)
+
+
+def print_table(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    """Rows on stdout: on a terminal in columns under their headers (as wide as their
+    widest cell, the last one free); piped, tab-separated without headers, for scripts."""
+    rows = [tuple(str(cell) for cell in row) for row in rows]
+    if not sys.stdout.isatty():
+        for row in rows:
+            print("\t".join(row))
+        return
+    every = [headers, *rows]
+    widths = [max(len(row[i]) for row in every) for i in range(len(headers) - 1)]
+    for row in every:
+        print("  ".join([*(cell.ljust(width) for cell, width in zip(row, widths, strict=False)),
+                         row[-1]]).rstrip())

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from cfn.cli._common import LEASE, POSITIVE, checked_id, config_of, json_option, print_json
-from cfn.cli.output import duration
+from cfn.cli.output import duration, print_table
 from cfn.errors import ExitCode
 
 
@@ -86,6 +86,6 @@ def ls(as_json) -> None:
     if as_json:
         print_json([s.to_dict() for s in found])
         return
-    for s in found:
-        click.echo(f"{s.id}\t{s.status}\t{duration(max(0, s.expires_at - time.time()))} left\t"
-                   f"{s.workspace}")
+    print_table(("session", "status", "left", "workspace"),
+                [(s.id, s.status, duration(max(0, s.expires_at - time.time())) + " left",
+                  s.workspace) for s in found])

@@ -15,6 +15,7 @@ from cfn.cli._common import (
     print_json,
     project_of,
 )
+from cfn.cli.output import print_table
 from cfn.errors import ExitCode
 
 name_argument = click.argument("name", callback=checked_id("skill name"))
@@ -58,9 +59,9 @@ def ls(ctx, status: str | None, as_json: bool) -> None:
     if as_json:
         print_json(rows)
         return
-    for row in rows:
-        click.echo(f"{row['name']}\t{row['status']}\t{row['content_hash'][:12]}\t"
-                   f"{row['content_path']}")
+    print_table(("skill", "status", "hash", "path"),
+                [(row["name"], row["status"], row["content_hash"][:12], row["content_path"])
+                 for row in rows])
 
 
 def _decision_command(decision: str, summary: str) -> click.Command:

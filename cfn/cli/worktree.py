@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from cfn.cli._common import json_option, print_json
+from cfn.cli.output import print_table
 
 
 def _context(ctx):
@@ -79,9 +80,9 @@ def ls(ctx, as_json) -> None:
     if as_json:
         print_json([w.to_dict() for w in found])
         return
-    for w in found:
-        ports = ",".join(f"{s}={p}" for s, p in w.ports.items()) or "-"
-        click.echo(f"{w.branch}\t{w.stack}\t{w.path}\t{ports}")
+    print_table(("branch", "stack", "path", "ports"),
+                [(w.branch, w.stack, str(w.path),
+                  ",".join(f"{s}={p}" for s, p in w.ports.items()) or "-") for w in found])
 
 
 @worktree.command()
