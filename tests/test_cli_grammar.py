@@ -77,3 +77,20 @@ def test_lists_have_headers_on_a_terminal_and_none_when_piped(cfn, env, project)
     lines = on_terminal.stdout.splitlines()
     assert lines[0].split() == ["profile", "role", "kind", "provider", "timeout"]
     assert "\t" not in on_terminal.stdout and len(lines) == len(piped) + 1
+
+
+def test_completion_offers_the_projects_tasks_agents_and_profiles(cfn, env, project):
+    assert cfn("spawn-agent", "t-1", "Tcomp", "--profile", "script", "--wait", "--",
+               "true").returncode == 0
+
+    def complete(words: str) -> list[str]:
+        got = subprocess.run([sys.executable, "-m", "cfn"], cwd=project, text=True,
+                             capture_output=True, timeout=60,
+                             env={**env, "COMP_WORDS": words,
+                                  "COMP_CWORD": str(len(words.split(" ")) - 1),
+                                  "_CFN_COMPLETE": "bash_complete"})
+        return [line.split(",", 1)[1] for line in got.stdout.splitlines()]
+
+    assert complete("cfn agents wait --task-id Tc") == ["Tcomp"]
+    assert complete("cfn agents logs t-") == ["t-1"]
+    assert "script" in complete("cfn spawn-agent a T --profile scr")

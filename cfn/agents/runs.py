@@ -179,3 +179,10 @@ def _timestamp(text: str) -> float:
     from datetime import datetime
 
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def known_ids(db) -> tuple[list[str], list[str]]:
+    """Every task ID and agent ID the project has seen (for shell completion)."""
+    tasks = [row[0] for row in db.execute("SELECT id FROM tasks UNION SELECT task_id FROM agents")]
+    agents = [row[0] for row in db.execute("SELECT DISTINCT agent_id FROM agents")]
+    return tasks, agents

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from cfn import defaults
+from cfn.cli import completers
 from cfn.cli.feedback import Settings
 from cfn.cli.output import print_json  # noqa: F401  (re-exported: how every command prints JSON)
 from cfn.ids import validate_id
@@ -71,14 +72,15 @@ TTL = click.IntRange(min=1, max=defaults.MAX_SECONDS)  # whole seconds, as Redis
 
 def task_option(f: Callable) -> Callable:
     return click.option(
-        "--task-id", required=True, metavar="ID", callback=checked_id("task ID"), help="Task ID."
+        "--task-id", required=True, metavar="ID", callback=checked_id("task ID"), help="Task ID.",
+        shell_complete=completers.tasks,
     )(f)
 
 
 def agent_option(f: Callable) -> Callable:
     return click.option(
         "--agent-id", required=True, metavar="ID", callback=checked_id("agent ID"),
-        help="Agent ID.",
+        help="Agent ID.", shell_complete=completers.agents,
     )(f)
 
 

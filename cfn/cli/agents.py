@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from cfn import defaults
+from cfn.cli import completers
 from cfn.cli._common import (
     LEASE,
     POSITIVE,
@@ -38,11 +39,11 @@ class _TrailingCommand(click.Command):
 
 
 @click.command(name="spawn-agent", cls=_TrailingCommand)
-@click.argument("agent_id", callback=checked_id("agent ID"))
+@click.argument("agent_id", callback=checked_id("agent ID"), shell_complete=completers.agents)
 @click.argument("task_id", callback=checked_id("task ID"))
 @click.argument("mode", required=False, default="cli", callback=checked_id("mode"))
 @click.argument("provider", required=False, callback=checked_id("provider"))
-@click.option("--profile", callback=checked_id("profile"),
+@click.option("--profile", callback=checked_id("profile"), shell_complete=completers.profiles,
               help="Agent profile (default: AGENT_ID, or AGENT_ID without a trailing -N).")
 @click.option("--runtime", type=click.Choice(["process", "container", "kubernetes"]),
               default="process", show_default=True,
@@ -286,7 +287,7 @@ def ls(ctx, task_id, all_runs, as_json) -> None:
 
 
 @agents.command()
-@click.argument("agent_id", callback=checked_id("agent ID"))
+@click.argument("agent_id", callback=checked_id("agent ID"), shell_complete=completers.agents)
 @task_option
 @click.option("-f", "--follow", is_flag=True, help="Keep printing while the agent runs.")
 @click.pass_context

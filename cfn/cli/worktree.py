@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from cfn.cli import completers
 from cfn.cli._common import json_option, print_json
 from cfn.cli.output import print_table
 
@@ -31,7 +32,7 @@ def worktree() -> None:
 
 
 @worktree.command()
-@click.argument("branch")
+@click.argument("branch", shell_complete=completers.branches)
 @click.option("--base", help="Start a new branch from this ref (default: HEAD).")
 @click.option("--path", type=click.Path(file_okay=False, path_type=Path),
               help="Where the worktree goes (default: ../REPO-SLUG).")
@@ -56,7 +57,7 @@ def up(ctx, branch, base, path, no_start, as_json) -> None:
 
 
 @worktree.command()
-@click.argument("branch")
+@click.argument("branch", shell_complete=completers.branches)
 @click.option("--volumes", is_flag=True, help="Also delete the stack's volumes.")
 @click.option("--remove", is_flag=True, help="Also remove the worktree (git worktree remove).")
 @click.pass_context
@@ -86,7 +87,7 @@ def ls(ctx, as_json) -> None:
 
 
 @worktree.command()
-@click.argument("branch")
+@click.argument("branch", shell_complete=completers.branches)
 @json_option
 @click.pass_context
 def ports(ctx, branch, as_json) -> None:
@@ -102,7 +103,7 @@ def ports(ctx, branch, as_json) -> None:
 
 
 @worktree.command()
-@click.argument("branch")
+@click.argument("branch", shell_complete=completers.branches)
 @json_option
 @click.pass_context
 def env(ctx, branch, as_json) -> None:

@@ -103,6 +103,13 @@ def open_plain(home: Path) -> sqlite3.Connection:
     return conn
 
 
+def open_existing_read_only(home: Path) -> sqlite3.Connection | None:
+    """The project database for reading only, None if there is none yet (never created or
+    migrated here: for lookups such as shell completion)."""
+    path = db_path(home)
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True) if path.exists() else None
+
+
 @contextmanager
 def immediate(db: Database | sqlite3.Connection) -> Iterator[Database | sqlite3.Connection]:
     """A write transaction that takes the write lock up front.
