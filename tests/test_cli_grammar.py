@@ -94,3 +94,14 @@ def test_completion_offers_the_projects_tasks_agents_and_profiles(cfn, env, proj
     assert complete("cfn agents wait --task-id Tc") == ["Tcomp"]
     assert complete("cfn agents logs t-") == ["t-1"]
     assert "script" in complete("cfn spawn-agent a T --profile scr")
+
+
+def test_results_have_their_own_group_and_the_old_names_still_work(cfn):
+    assert cfn("results", "report", "--task-id", "T", "--agent-id", "a1").returncode == 0
+    assert cfn("report", "--task-id", "T", "--agent-id", "a2").returncode == 0
+    for words in (("results", "collect"), ("collect-results",)):
+        got = cfn(*words, "--task-id", "T", "--expected", "2", "--threshold", "1",
+                  "--timeout", "5", "--json")
+        assert got.returncode == 0 and json.loads(got.stdout)["count"] == 2
+    listed = cfn("--help").stdout
+    assert "  results " in listed and "collect-results" not in listed

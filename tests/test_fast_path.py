@@ -163,8 +163,9 @@ def test_signal_wait_times_out_with_exit_3(run, r, timeout):
     ("--confidence", "0.75", "--result", '{"files": ["a.py"], "n": 1}', "--json"),
     ("--result=null", "--confidence=1"),
 ])
-def test_report(run, r, extra):
-    quick, (contents, _, _) = both(run, r, "report", "--task-id", "T", "--agent-id", "a1",
+@pytest.mark.parametrize("name", [("results", "report"), ("report",)])  # new and old names
+def test_report(run, r, extra, name):
+    quick, (contents, _, _) = both(run, r, *name, "--task-id", "T", "--agent-id", "a1",
                                    *extra)
     assert quick.code == 0 and contents["coord:{T}:results"][1][0]["agent"] == "a1"
 

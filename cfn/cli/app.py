@@ -26,6 +26,7 @@ COMMANDS = {
     "redis": ("cfn.cli.redis_server", "redis_group"),
     "context": ("cfn.cli.context", "context"),
     "signal": ("cfn.cli.signal", "signal"),
+    "results": ("cfn.cli.results", "results_group"),
     "report": ("cfn.cli.results", "report"),
     "collect-results": ("cfn.cli.results", "collect_results"),
     "barrier": ("cfn.cli.completion", "completion"),
@@ -53,12 +54,13 @@ COMMANDS = {
 SECTIONS = {
     "Start here": ("demo", "doctor", "config"),
     "Loop": ("loop", "decision", "history"),
-    "Coordination": ("context", "signal", "report", "collect-results", "barrier", "lock"),
+    "Coordination": ("context", "signal", "results", "barrier", "lock"),
     "Agents": ("spawn-agent", "agents", "route", "session", "image", "token", "skills"),
     "Worktrees": ("worktree",),
     "Admin": ("redis", "db", "completion"),
 }
-ALIASES = {"health": "doctor"}  # names that work and are not listed
+# names that work and are not listed: for the design documents' scripts and the skills
+ALIASES = {"health": "doctor", "report": "results report", "collect-results": "results collect"}
 
 
 class LazyGroup(click.Group):

@@ -100,7 +100,8 @@ COMMANDS: dict[tuple[str, ...], tuple[Callable, dict[str, Option], dict[str, obj
         {**EVERY, **KEY},
         {}),
 }
-COMMANDS[("barrier", "signal")] = COMMANDS[("completion", "signal")]  # its new name
+COMMANDS[("barrier", "signal")] = COMMANDS[("completion", "signal")]  # their new names
+COMMANDS[("results", "report")] = COMMANDS[("report",)]
 GLOBAL: dict[str, Option] = {"--redis-url": ("redis_url", str)}
 
 

@@ -100,3 +100,18 @@ def _print_table(outcome: results.Collection) -> None:
     for rep in outcome.results:
         confidence = "-" if rep.confidence is None else f"{rep.confidence:.2f}"
         click.echo(f"{rep.agent_id}\t{rep.status}\t{confidence}")
+
+
+@click.group(name="results")
+def results_group() -> None:
+    """Agents' results: report one, collect them with a quorum.
+
+    \b
+    cfn results report --task-id T --agent-id coder-1 --confidence 0.92
+    cfn results collect --task-id T --expected 2 --threshold 0.9 --timeout 600
+    (`cfn report` and `cfn collect-results`, their old names, still work)
+    """
+
+
+results_group.add_command(report, "report")
+results_group.add_command(collect_results, "collect")
