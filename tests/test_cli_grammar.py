@@ -105,3 +105,23 @@ def test_results_have_their_own_group_and_the_old_names_still_work(cfn):
         assert got.returncode == 0 and json.loads(got.stdout)["count"] == 2
     listed = cfn("--help").stdout
     assert "  results " in listed and "collect-results" not in listed
+
+
+def test_every_command_shows_an_example():
+    import click
+
+    from cfn.cli.app import cli
+
+    ctx = click.Context(cli)
+
+    def leaves(command, path):
+        if isinstance(command, click.Group):
+            for name in command.list_commands(ctx):
+                yield from leaves(command.get_command(ctx, name), [*path, name])
+        else:
+            yield " ".join(path), command
+
+    for name in sorted(set(COMMANDS) - set(ALIASES)):
+        for path, command in leaves(cli.get_command(ctx, name), [name]):
+            assert "cfn " in (command.help or "") + (command.epilog or ""), \
+                f"cfn {path} has no example (cfn/cli/examples.py)"

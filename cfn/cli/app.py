@@ -14,6 +14,7 @@ import sys
 import click
 
 from cfn import validate
+from cfn.cli import examples
 from cfn.cli.feedback import COLORS, Settings
 from cfn.cli.output import failed
 from cfn.config import check_flags
@@ -79,7 +80,9 @@ class LazyGroup(click.Group):
         if name not in COMMANDS:
             return None
         module, attribute = COMMANDS[name]
-        return getattr(importlib.import_module(module), attribute)
+        command = getattr(importlib.import_module(module), attribute)
+        examples.add(command, ALIASES.get(name, name))
+        return command
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
