@@ -125,3 +125,15 @@ def test_every_command_shows_an_example():
         for path, command in leaves(cli.get_command(ctx, name), [name]):
             assert "cfn " in (command.help or "") + (command.epilog or ""), \
                 f"cfn {path} has no example (cfn/cli/examples.py)"
+
+
+def test_the_task_is_an_argument_or_an_option_alike(cfn):
+    assert cfn("signal", "send", "P", "--channel", "c", "--payload", "x").returncode == 0
+    got = cfn("signal", "wait", "--task-id", "P", "--channel", "c", "--timeout", "5")
+    assert (got.returncode, got.stdout) == (0, "x\n")
+    twice = cfn("context", "store", "P", "--task-id", "Q", "--key", "k", "--value", "v")
+    assert twice.returncode == 2 and "given twice" in twice.stderr
+    none = cfn("context", "store", "--key", "k", "--value", "v")
+    assert none.returncode == 2 and "give it as TASK or --task-id" in none.stderr
+    assert cfn("loop", "status", "--task-id", "NOPE").returncode == \
+        cfn("loop", "status", "NOPE").returncode

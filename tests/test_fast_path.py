@@ -126,10 +126,12 @@ SEND = ("signal", "send", "--task-id", "T", "--channel", "c")
     (*SEND, "--payload", '{"go": true}'),
     (*SEND, "--payload", '{"go": true}', "--json"),
     ("signal", "send", "--json", "--channel=c", "--payload=x=y", "--task-id=T"),
+    ("signal", "send", "T", "--channel", "c", "--payload", "the task as an argument"),
     (*SEND,),  # the default payload
     (*SEND, "--payload", "--json"),  # a value that looks like an option is the value
     (*SEND, "--payload", "first", "--payload", "héllo\twörld"),  # the last one wins
-], ids=["plain", "json", "any-order-and-equals", "default", "dashes", "repeated"])
+], ids=["plain", "json", "any-order-and-equals", "task-argument", "default", "dashes",
+        "repeated"])
 def test_signal_send(run, r, args):
     quick, (contents, ttls, _) = both(run, r, *args)
     assert quick.code == 0 and contents["coord:{T}:signal:c"][0] == "list"

@@ -76,11 +76,11 @@ HEAVY = {("spawn-agent",), ("loop", "run"), ("loop", "resume"), ("demo",), ("ima
 NO_SETTINGS = {("session", "ls"), ("session", "stop"),  # nor do shell completion scripts
                ("completion", "bash"), ("completion", "zsh"), ("completion", "fish")}
 # parameters whose size is limited by CFN_MAX_PAYLOAD
-PAYLOADS = {(("signal", "send"), "payload"), (("completion", "signal"), "payload"),
-            (("context", "store"), "value"), (("report",), "result")}
+PAYLOADS = {(("signal", "send"), "payload"), (("barrier", "signal"), "payload"),
+            (("context", "store"), "value"), (("results", "report"), "result")}
 # a valid value for each parameter that is not a number or a choice
-VALID = {"task_id": T, "agent_id": "a1", "channel": "c", "key": "k", "value": "v", "name": "n",
-         "token": "t0", "epic": "e", "agent_type": "coder", "session_id": "s1",
+VALID = {"task_id": T, "task": T, "agent_id": "a1", "channel": "c", "key": "k", "value": "v",
+         "name": "n", "token": "t0", "epic": "e", "agent_type": "coder", "session_id": "s1",
          "branch": "b1", "command": "true", "agent_ids": "a1", "mode": "cli",
          "provider": "anthropic", "path": "skill.md"}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -70,11 +71,31 @@ VERSION = click.IntRange(min=0, max=defaults.MAX_COUNT)  # a schema version
 TTL = click.IntRange(min=1, max=defaults.MAX_SECONDS)  # whole seconds, as Redis expires keys
 
 
-def task_option(f: Callable) -> Callable:
+def task_id_option(f: Callable) -> Callable:
+    """--task-id, required: for commands whose arguments are something else (agents)."""
     return click.option(
         "--task-id", required=True, metavar="ID", callback=checked_id("task ID"), help="Task ID.",
         shell_complete=completers.tasks,
     )(f)
+
+
+def task_option(f: Callable) -> Callable:
+    """The task, as `--task-id T` or as the command's argument (`cfn signal send T ...`),
+    passed on as `task_id`."""
+    @functools.wraps(f)
+    def with_task(*args, task: str | None = None, task_id: str | None = None, **kwargs):
+        if task and task_id and task != task_id:
+            raise click.UsageError(f"the task is given twice, as {task} and --task-id "
+                                   f"{task_id}; give it once")
+        if not (task or task_id):
+            raise click.UsageError("Missing the task: give it as TASK or --task-id ID.")
+        return f(*args, task_id=task or task_id, **kwargs)
+
+    with_task = click.option("--task-id", metavar="ID", callback=checked_id("task ID"),
+                             help="Task ID (or give it as TASK).",
+                             shell_complete=completers.tasks)(with_task)
+    return click.argument("task", required=False, callback=checked_id("task ID"),
+                          shell_complete=completers.tasks)(with_task)
 
 
 def agent_option(f: Callable) -> Callable:

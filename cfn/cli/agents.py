@@ -20,7 +20,7 @@ from cfn.cli._common import (
     json_option,
     print_json,
     project_of,
-    task_option,
+    task_id_option,
 )
 from cfn.cli.feedback import Waiting
 from cfn.cli.output import duration, print_table
@@ -288,7 +288,7 @@ def ls(ctx, task_id, all_runs, as_json) -> None:
 
 @agents.command()
 @click.argument("agent_id", callback=checked_id("agent ID"), shell_complete=completers.agents)
-@task_option
+@task_id_option
 @click.option("-f", "--follow", is_flag=True, help="Keep printing while the agent runs.")
 @click.pass_context
 def logs(ctx, agent_id, task_id, follow) -> None:
@@ -321,7 +321,7 @@ def logs(ctx, agent_id, task_id, follow) -> None:
 
 @agents.command()
 @click.argument("agent_id", required=False, callback=checked_id("agent ID"))
-@task_option
+@task_id_option
 @click.pass_context
 def stop(ctx, agent_id, task_id) -> None:
     """Stop AGENT (or every running agent of the task); each still reports its completion."""
@@ -339,7 +339,7 @@ def stop(ctx, agent_id, task_id) -> None:
 @agents.command(name="wait")
 @click.argument("agent_ids", nargs=-1, callback=lambda c, p, v: [checked_id("agent ID")(c, p, a)
                                                                  for a in v])
-@task_option
+@task_id_option
 @click.option("--timeout", type=SECONDS, default=3600, show_default=True,
               metavar="SECONDS", help="Stop waiting after this long (exit 3).")
 @json_option

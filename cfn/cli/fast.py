@@ -141,11 +141,13 @@ def _serve(argv: list[str]) -> int | None:
 def parse(argv: list[str]) -> tuple[Callable, dict[str, object], str | None] | None:
     """(body, its keyword arguments, --redis-url) of a complete, valid hot command; None
     for anything else. A value failing its check raises (ValueError, InvalidInput)."""
-    flags, rest = _options(validate.text_args(argv), GLOBAL)
+    flags, rest = _options(validate.text_args(argv), None, GLOBAL)
     for words, (body, options, defaults) in COMMANDS.items():
         if tuple(rest[:len(words)]) != words:
             continue
-        values, extra = _options(rest[len(words):], options)
+        values, extra = _options(*_task_first(rest[len(words):], options), options)
+        if values is None:
+            return None
         required = {name for name, convert in options.values() if convert} - set(defaults)
         if extra or not required <= set(values):
             return None
@@ -153,10 +155,21 @@ def parse(argv: list[str]) -> tuple[Callable, dict[str, object], str | None] | N
     return None
 
 
-def _options(args: list[str], options: dict[str, Option]) -> tuple[dict[str, object], list]:
+def _task_first(args: list[str], options: dict[str, Option]) -> tuple[list[str], object]:
+    """The arguments less a leading positional task (`cfn signal send T ...`), and that task
+    (checked as --task-id is); None when there is none."""
+    if args and not args[0].startswith("-") and "--task-id" in options:
+        return args[1:], options["--task-id"][1](args[0])
+    return args, None
+
+
+def _options(args: list[str], task: object, options: dict[str, Option]
+             ) -> tuple[dict[str, object] | None, list]:
     """The leading options of `args` by parameter (as click reads them: the last of a
-    repeated option wins), and the arguments after them. An option not in `options` ends
-    them, so the caller sees it as left over; ValueError for one without its value."""
+    repeated option wins), with `task` (a positional one) as task_id, and the arguments
+    after them; None for the options when the task is given both ways. An option not in
+    `options` ends them, so the caller sees it as left over; ValueError for one without
+    its value."""
     values: dict[str, object] = {}
     index = 0
     while index < len(args) and args[index].startswith("-"):
@@ -176,6 +189,10 @@ def _options(args: list[str], options: dict[str, Option]) -> tuple[dict[str, obj
                 text = args[index]  # whatever it looks like, as click takes it
             values[parameter] = convert(text)
         index += 1
+    if task is not None:
+        if "task_id" in values:
+            return None, []  # given twice: click says whether they agree
+        values["task_id"] = task
     return values, args[index:]
 
 

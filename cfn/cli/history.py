@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import click
 
-from cfn.cli._common import checked_id, json_option, print_json, project_of
+from cfn.cli._common import json_option, print_json, project_of, task_option
 from cfn.errors import NegativeOutcome
 
 
 @click.command()
-@click.argument("task_id", metavar="TASK", callback=checked_id("task ID"))
+@task_option
 @json_option
 @click.pass_context
 def history(ctx, task_id: str, as_json: bool) -> None:

@@ -18,6 +18,7 @@ from cfn.cli._common import (
     json_option,
     print_json,
     project_of,
+    task_option,
 )
 from cfn.errors import ExitCode, NegativeOutcome
 
@@ -34,8 +35,7 @@ def loop() -> None:
 
 
 @loop.command()
-@click.option("--task-id", required=True, callback=checked_id("task ID"),
-              help="The task the loop works on (its keys and records).")
+@task_option
 @click.option("--epic", required=True, help="What to build.")
 @click.option("--mode", type=click.Choice(["mvp", "standard", "enterprise"]), default="standard",
               show_default=True, help="Thresholds: mvp 0.70/0.80/5, standard 0.95/0.90/10, "
@@ -89,7 +89,7 @@ def run(ctx, task_id, epic, mode, loop3_agents, loop2_agents, product_owner, max
 
 
 @loop.command()
-@click.argument("task_id", callback=checked_id("task ID"))
+@task_option
 @json_option
 @click.pass_context
 def resume(ctx, task_id, as_json) -> None:
@@ -142,7 +142,7 @@ def _finish(ctx, report, as_json: bool) -> NoReturn:
 
 
 @loop.command()
-@click.argument("task_id", callback=checked_id("task ID"))
+@task_option
 @json_option
 @click.pass_context
 def status(ctx, task_id, as_json) -> None:
@@ -167,7 +167,7 @@ def status(ctx, task_id, as_json) -> None:
 
 
 @loop.command()
-@click.argument("task_id", callback=checked_id("task ID"))
+@task_option
 @json_option
 @click.pass_context
 def report(ctx, task_id, as_json) -> None:
@@ -186,7 +186,7 @@ def report(ctx, task_id, as_json) -> None:
 
 
 @loop.command()
-@click.argument("task_id", callback=checked_id("task ID"))
+@task_option
 @click.pass_context
 def watch(ctx, task_id) -> None:
     """Follow TASK's loop live until it ends, exiting as `cfn loop run` would.
@@ -234,7 +234,7 @@ class Duration(click.ParamType):
 
 
 @loop.command()
-@click.argument("task_id", callback=checked_id("task ID"))
+@task_option
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until the loop "
                                                    "and its agents end.")
 @click.option("--since", type=Duration(), metavar="DURATION",
