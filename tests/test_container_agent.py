@@ -103,7 +103,9 @@ def test_a_missing_image_is_refused_before_anything_starts(cfn, docker_host, pro
     got = cfn("spawn-agent", "box-4", "T1", "--profile", "script", "--runtime", "container",
               "--image", "localhost/no-such-image:1", "--wait", "--json", "--", "true",
               extra_env={"DOCKER_HOST": docker_host}, timeout=120)
-    assert got.returncode == 2 and not got.stdout
+    assert got.returncode == 2  # and no spawn record: only the error, as --json gives it
+    assert json.loads(got.stdout) == {"error": got.stderr.removeprefix("cfn: error: ").strip(),
+                                      "exit_code": 2}
     assert "localhost/no-such-image:1 not found" in got.stderr
     assert "cfn image build" in got.stderr
     assert not (project / ".cfn" / "agents").exists() and not r.keys("*")  # nothing written

@@ -171,7 +171,9 @@ def test_logs_prefix_every_agent_and_follow_new_lines(cfn, agents, env, project)
     assert re.search(r"^l2-rev-1 +\| .*looks right", followed, re.M), followed
     assert re.search(r"^po-po +\| .*PROCEED", followed, re.M), followed
     whole = cfn("loop", "logs", "T1")
-    assert whole.returncode == 0 and whole.stdout == followed
+    # the same lines (validators run at once: followed, theirs interleave as they came)
+    assert whole.returncode == 0
+    assert sorted(whole.stdout.splitlines()) == sorted(followed.splitlines())
     stamped = cfn("loop", "logs", "T1", "--timestamps", "-n", "1", "--since", "1h").stdout
     assert re.search(r"^l2-qa-2 +\| \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d \{", stamped, re.M), stamped
     assert cfn("loop", "logs", "T1", "-n", "0").stdout == ""
