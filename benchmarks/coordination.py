@@ -92,7 +92,9 @@ def process_ms(argv: list[str], runs: int, env: dict | None = None) -> float:
     times = []
     for _ in range(runs):
         started = time.perf_counter()
-        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, env=env)
+        # stderr (progress lines of waits) is not what is measured
+        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, env=env)
         times.append((time.perf_counter() - started) * 1000)
     return statistics.median(times)
 
@@ -187,8 +189,8 @@ def woken_together_ms(sock: Path, argv_for, count: int, client: redis.Redis) -> 
     env = {**os.environ, "REDIS_URL": f"unix://{sock}"}
     key = "coord:{bench}:signal:together"
     client.delete(key)
-    waiting = [subprocess.Popen(argv_for(), env=env, stdout=subprocess.DEVNULL)
-               for _ in range(count)]
+    waiting = [subprocess.Popen(argv_for(), env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL) for _ in range(count)]
     deadline = time.monotonic() + 120
     while sum(c.get("cmd") in ("blpop", "blmove") for c in client.client_list()) < count:
         assert time.monotonic() < deadline, "the waiters did not all block"
