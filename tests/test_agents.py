@@ -174,14 +174,15 @@ def test_no_api_key_in_ps_or_logs(cfn, r, project):
     (project / "agents").mkdir()
     (project / "agents" / "sleeper.toml").write_text(
         'id = "sleeper"\nname = "Sleeper"\nkind = "claude"\n'
-        'command = ["sleep", "4"]\n')
+        'command = ["sleep", "300"]\n')  # running while ps looks, however slow the machine
     got = cfn("spawn-agent", "sleeper-1", "T1", "--prompt", "wait", "--cost-sensitive",
               "--json", extra_env=env)
     assert got.returncode == 0, got.stderr
     assert json.loads(got.stdout)["provider"] == "zai"
     heartbeat(r, "T1", "sleeper-1")
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    assert "sleep 4" in ps and key not in ps, ps
+    assert "sleep 300" in ps and key not in ps, ps
+    assert cfn("agents", "stop", "sleeper-1", "--task-id", "T1").returncode == 0
     wait(cfn, "T1", env=env)
     for path in (project / ".cfn").rglob("*"):
         if path.is_file() and path.suffix in (".log", ".supervisor", ".db", ".conf"):
