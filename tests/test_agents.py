@@ -180,8 +180,12 @@ def test_no_api_key_in_ps_or_logs(cfn, r, project):
     assert got.returncode == 0, got.stderr
     assert json.loads(got.stdout)["provider"] == "zai"
     heartbeat(r, "T1", "sleeper-1")
-    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    assert "sleep 300" in ps and key not in ps, ps
+    deadline = time.monotonic() + 30  # the sandbox may not have started its command yet
+    while "sleep 300" not in (ps := subprocess.run(["ps", "-eo", "args"], capture_output=True,
+                                                   text=True).stdout):
+        assert time.monotonic() < deadline, ps
+        time.sleep(0.1)
+    assert key not in ps, ps
     assert cfn("agents", "stop", "sleeper-1", "--task-id", "T1").returncode == 0
     wait(cfn, "T1", env=env)
     for path in (project / ".cfn").rglob("*"):
