@@ -1,0 +1,1 @@
+"""Worker definitions (TOML), shipped inside the package as cfn._workers (see cfn/daemon/workers.py)."""
