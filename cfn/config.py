@@ -41,6 +41,29 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < float("inf"):  # nan fails it too
+        raise ValueError("must be a number of 0 or more")
+    return value
+
+
+def _seconds_list(text: str) -> tuple[int, ...]:
+    values = tuple(int(_seconds(name)) for name in _names(text))
+    if not values:
+        raise ValueError("give at least one number of seconds, e.g. 10,60,300")
+    return values
+
+
+def _id(text: str) -> str:
+    from cfn.ids import validate_id
+
+    try:
+        return validate_id(text, "name")
+    except InvalidInput as exc:
+        raise ValueError(str(exc)) from None
+
+
 def _fraction(text: str) -> float:
     value = float(text)
     if not 0 <= value <= 1:
@@ -164,6 +187,29 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("skill_approve_coverage", ("CFN_SKILL_APPROVE_COVERAGE",),
             defaults.SKILL_APPROVE_COVERAGE,
             "skills auto-approve only at this test coverage or higher", _fraction),
+    Setting("daemon_queue", ("CFN_DAEMON_QUEUE",), None,
+            "the worker daemon's queue namespace, shared by every daemon serving it "
+            "(default: the project directory's name)", _id),
+    Setting("daemon_max_lifetime", ("CFN_DAEMON_MAX_LIFETIME",), defaults.DAEMON_MAX_LIFETIME_S,
+            "seconds a worker daemon runs before it stops itself", _seconds),
+    Setting("daemon_max_concurrent", ("CFN_DAEMON_MAX_CONCURRENT",),
+            defaults.DAEMON_MAX_CONCURRENT, "worker runs one daemon makes at once",
+            _positive_int),
+    Setting("daemon_runs_per_hour", ("CFN_DAEMON_RUNS_PER_HOUR",),
+            defaults.DAEMON_RUNS_PER_HOUR,
+            "headless worker runs allowed per hour (all daemons of the queue together)",
+            _non_negative_int),
+    Setting("daemon_runs_per_day", ("CFN_DAEMON_RUNS_PER_DAY",), defaults.DAEMON_RUNS_PER_DAY,
+            "headless worker runs allowed per day (all daemons of the queue together)",
+            _non_negative_int),
+    Setting("daemon_spend_per_day", ("CFN_DAEMON_SPEND_PER_DAY",),
+            defaults.DAEMON_SPEND_PER_DAY_USD,
+            "US dollars headless worker runs may spend per day (UTC); past it they are skipped",
+            _non_negative_float),
+    Setting("daemon_retry_backoff", ("CFN_DAEMON_RETRY_BACKOFF",),
+            defaults.DAEMON_RETRY_BACKOFF_S,
+            "seconds before each retry of a failed worker job (its count is the number of "
+            "retries); after the last, the job is a dead letter", _seconds_list),
     Setting("skill_escalate_risk", ("CFN_SKILL_ESCALATE_RISK",), defaults.SKILL_ESCALATE_RISK,
             "skills above this risk are escalated", _fraction),
 )
@@ -234,7 +280,7 @@ class Config:
         if name.endswith("url") or name.startswith("redis_fallback"):
             return mask_url(str(value))
         if isinstance(value, tuple):
-            return ",".join(value)
+            return ",".join(map(str, value))
         return value
 
     def to_dict(self) -> dict:

@@ -41,5 +41,23 @@ PROGRESS_EVERY_S = 30.0  # a piped wait says it is still waiting this often
 SUPERVISOR_IDLE_S = 300.0  # the project's supervisor leaves after this long with no agents
 AGENT_WAIT_S = 7 * 24 * 3600  # `spawn-agent --wait`: the supervisor enforces the real timeout
 
+# --- the worker daemon ------------------------------------------------------------------
+# A forgotten daemon once ran AI workers for 19 days: every daemon stops itself, and
+# headless runs stop at their budgets.
+DAEMON_MAX_LIFETIME_S = 12 * 3600
+DAEMON_MAX_CONCURRENT = 2  # the seed's maxConcurrent
+DAEMON_RUNS_PER_HOUR = 6
+DAEMON_RUNS_PER_DAY = 48
+DAEMON_SPEND_PER_DAY_USD = 5.0
+DAEMON_TICK_S = 1.0  # the scheduler looks for due workers this often
+DAEMON_ALIVE_TTL_S = 15  # a daemon's heartbeat key lives this long after its last beat
+# a job's consumer beats every MONITOR_S; a job unbeaten for MONITOR_S + MARGIN_S is
+# abandoned (its daemon died) and another daemon takes it over: the visibility timeout
+DAEMON_MONITOR_S = 5
+DAEMON_VISIBILITY_MARGIN_S = 10
+DAEMON_RESULT_TTL_S = 7 * 24 * 3600  # finished jobs' results
+DAEMON_DEAD_TTL_S = 30 * 24 * 3600  # jobs that failed every retry (the dead letters)
+DAEMON_RETRY_BACKOFF_S = (10, 60, 300)  # a failed job's retries, and their delays
+
 # --- the loop ------------------------------------------------------------------------------
 LOOP_WAIT_MARGIN_S = 120  # past the longest agent timeout, a phase stops waiting

@@ -120,3 +120,43 @@ def lock_fence(task_id: str, name: str) -> str:
 def lock_wake(task_id: str, name: str) -> str:
     """List: a release pushes here so blocked acquirers wake at once."""
     return lock(task_id, name) + ":wake"
+
+
+# --- the worker daemon (cfn.daemon); NS is the project's queue namespace ------------------
+
+def _daemon(namespace: str) -> str:
+    return "cfn:daemon:{" + validate_id(namespace, "daemon queue namespace") + "}"
+
+
+def daemon_schedule(namespace: str) -> str:
+    """Sorted set: worker -> when its next scheduled run is due (unix seconds)."""
+    return f"{_daemon(namespace)}:schedule"
+
+
+def daemon_last(namespace: str) -> str:
+    """Hash: worker -> its last run's summary (JSON: status, job, times, reason)."""
+    return f"{_daemon(namespace)}:last"
+
+
+def daemon_alive(namespace: str, daemon_id: str) -> str:
+    """String with a short TTL: a daemon serving the queue is alive while it exists (JSON)."""
+    return f"{_daemon(namespace)}:alive:{validate_id(daemon_id, 'daemon ID')}"
+
+
+def daemon_alive_pattern(namespace: str) -> str:
+    return f"{_daemon(namespace)}:alive:*"
+
+
+def daemon_headless_runs(namespace: str) -> str:
+    """Sorted set: job ID -> start time of each headless run (the per-hour/day budgets)."""
+    return f"{_daemon(namespace)}:headless-runs"
+
+
+def daemon_spend(namespace: str, day: str) -> str:
+    """Float string: US dollars headless runs spent on `day` (YYYY-MM-DD, UTC)."""
+    return f"{_daemon(namespace)}:spend:{validate_id(day, 'day')}"
+
+
+def daemon_queue(namespace: str, priority: str) -> str:
+    """The rq queue name (not a key: rq keeps it as rq:queue:NAME) of one priority."""
+    return f"cfn-daemon-{validate_id(namespace, 'daemon queue namespace')}-{priority}"

@@ -70,7 +70,9 @@ HOT = set(fast.COMMANDS)
 HEAVY = {("spawn-agent",), ("loop", "run"), ("loop", "resume"), ("demo",), ("image", "build"),
          ("image", "status"), ("session", "start"), ("session", "exec"), ("session", "stop"),
          ("session", "ls"), ("worktree", "up"), ("worktree", "down"), ("redis", "start"),
-         ("redis", "stop"), ("doctor",), ("health",)}  # the doctor runs claude, compose
+         ("redis", "stop"), ("doctor",), ("health",),  # the doctor runs claude, compose
+         # daemons start processes, run claude --version, wait for jobs, follow logs
+         *(("daemon", verb) for verb in ("start", "stop", "status", "trigger", "job", "logs"))}
 # commands that read no setting (they talk to the container engine alone), so a setting's
 # bad value in the environment is not theirs to refuse
 NO_SETTINGS = {("session", "ls"), ("session", "stop"),  # nor do shell completion scripts
@@ -82,7 +84,7 @@ PAYLOADS = {(("signal", "send"), "payload"), (("barrier", "signal"), "payload"),
 VALID = {"task_id": T, "task": T, "agent_id": "a1", "channel": "c", "key": "k", "value": "v",
          "name": "n", "token": "t0", "epic": "e", "agent_type": "coder", "session_id": "s1",
          "branch": "b1", "command": "true", "agent_ids": "a1", "mode": "cli",
-         "provider": "anthropic", "path": "skill.md"}
+         "provider": "anthropic", "path": "skill.md", "names": "map", "job_id": "j1"}
 
 
 def valued(command: click.Command) -> list[click.Parameter]:

@@ -47,6 +47,7 @@ COMMANDS = {
     "worktree": ("cfn.cli.worktree", "worktree"),
     "image": ("cfn.cli.image", "image"),
     "doctor": ("cfn.cli.doctor", "doctor"),
+    "daemon": ("cfn.cli.daemon", "daemon"),
     "health": ("cfn.cli.doctor", "doctor"),
 }
 
@@ -58,6 +59,7 @@ SECTIONS = {
     "Coordination": ("context", "signal", "results", "barrier", "lock"),
     "Agents": ("spawn-agent", "agents", "route", "session", "image", "token", "skills"),
     "Worktrees": ("worktree",),
+    "Background workers": ("daemon",),
     "Admin": ("redis", "db", "completion"),
 }
 # names that work and are not listed: for the design documents' scripts and the skills

@@ -1,0 +1,3 @@
+from cfn.daemon.service import main
+
+main()
