@@ -23,6 +23,7 @@ RUNS = {  # benchmark -> (full arguments, --quick arguments)
     "loop.py": (["--rounds", "2", "--agents", "5", "20", "50"],
                 ["--rounds", "1", "--agents", "5"]),
     "failover.py": (["--samples", "10"], ["--samples", "3", "--keys", "100"]),
+    "daemon.py": (["--samples", "20", "--jobs", "200"], ["--samples", "5", "--jobs", "30"]),
 }
 
 

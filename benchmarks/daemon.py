@@ -135,9 +135,10 @@ def report(conn: redis.Redis, project: Path, env: dict, args) -> None:
         print(f"{name:28}{statistics.median(start):11.1f} ms{_p95(start):7.1f} ms"
               f"{statistics.median(end):9.1f} ms{rate:9.1f}")
     (rq_start, _, rq_rate), (cfn_start, _, cfn_rate) = figures.values()
-    print(f"\ntrigger-to-start, cfn/rq: {statistics.median(cfn_start) / statistics.median(rq_start):.2f}x;"
-          f" throughput, cfn/rq: {cfn_rate / rq_rate:.2f}x ({args.jobs} jobs, 2 consumers each,"
-          f" {args.samples} latency samples)")
+    start_ratio = statistics.median(cfn_start) / statistics.median(rq_start)
+    print(f"\ntrigger-to-start, cfn/rq: {start_ratio:.2f}x; throughput, cfn/rq: "
+          f"{cfn_rate / rq_rate:.2f}x ({args.jobs} jobs, 2 consumers each, {args.samples} "
+          "latency samples)")
 
 
 def _p95(values: list[float]) -> float:

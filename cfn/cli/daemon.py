@@ -86,7 +86,7 @@ def stop(ctx, as_json) -> None:
 
     state = service.stop(project_of(ctx).home)
     if state is None:
-        raise NegativeOutcome("no daemon runs for this project")
+        raise NegativeOutcome("no daemon runs for this project on this machine")
     if as_json:
         print_json({"stopped": True, "pid": state.get("pid")})
     else:

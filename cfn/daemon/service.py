@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -289,8 +290,10 @@ class Daemon:
                runner.QUEUE_ENV: self.namespace, runner.RUNTIME_ENV: self.options.runtime,
                runner.SANDBOX_ENV: self.options.sandbox or "", runner.DAEMON_ENV: self.id}
         name = f"{self.id}-{slot}-{int(time.time() * 1000) % 10**8}"  # rq names are unique
-        return subprocess.Popen([sys.executable, "-m", "cfn.daemon.consumer", name],
-                                env=env, stdin=subprocess.DEVNULL)
+        argv = [sys.executable, "-m", "cfn.daemon.consumer", name]
+        if setpriv := shutil.which("setpriv"):  # a daemon killed outright takes them along
+            argv = [setpriv, "--pdeathsig", "TERM", "--", *argv]
+        return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL)
 
     def shutdown(self, reason: str) -> None:
         """Consumers finish their jobs (for STOP_GRACE_S; then they are ended, and their jobs
