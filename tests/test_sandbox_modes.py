@@ -147,6 +147,29 @@ def test_a_mode_that_cannot_be_kept_is_refused_before_anything_is_written(cfn, p
     assert not (project / ".cfn" / "agents").exists()
 
 
+def test_a_provider_the_relay_cannot_carry_is_refused_before_anything_is_written(cfn, project):
+    got = cfn("spawn-agent", "coder-1", "T1", "cli", "zai", "--prompt", "hi", "--sandbox",
+              "strict", extra_env={"ZAI_API_KEY": "sk-zai", "CFN_PROVIDER_ZAI_BASE_URL":
+                                   "ftp://files.example"})
+    assert got.returncode == 2 and "cannot be relayed" in got.stderr, got.stderr
+    assert not (project / ".cfn" / "agents").exists()
+
+
+def test_a_dry_run_shows_the_relay_and_the_fence(cfn):
+    got = cfn("spawn-agent", "coder-1", "T1", "--prompt", "hi", "--sandbox", "strict",
+              "--dry-run", "--json", extra_env={"HTTPS_PROXY": "http://proxy:3128",
+                                                "https_proxy": "http://proxy:3128"})
+    assert got.returncode == 0, got.stderr
+    shown = json.loads(got.stdout)[0]
+    assert not {"HTTPS_PROXY", "https_proxy"} & set(shown["env"])  # out of reach in there
+    assert shown["argv"][1:8] == ["-m", "cfn.agents.relay", "--listen", "127.0.0.1:10443",
+                                  "--socket", relay.SOCKET_INSIDE, "--"]
+    assert shown["argv"][8] == "claude"
+    assert shown["env"]["ANTHROPIC_BASE_URL"] == "https://api.anthropic.com:10443"
+    assert shown["ro_mounts"]["<the relay's hosts file, per attempt>"] == "/etc/hosts"
+    assert (shown["workspace_read_only"], shown["env"]["TMPDIR"]) == (True, "/tmp")
+
+
 def test_the_python_api_checks_its_mode_and_profile(project, env):
     with Project.open(project, env=env) as opened:
         for bad, said in ((dict(sandbox_mode="loose"), "sandbox mode must be one of"),
@@ -280,3 +303,42 @@ def test_a_permissive_claude_worker_writes_the_workspace_through_a_named_provide
     assert (record["status"], record["sandbox"]) == ("success", "permissive"), record
     assert (project / "written.txt").read_text() == "hi\n"
     assert model.tool_results == ["1"]
+
+
+# --- a container: the same fence, through a mounted socket -----------------------------------
+
+AGENT_IMAGE = "localhost/cfn-agent:latest"
+
+
+def agent_image_present() -> bool:
+    from cfn import images
+
+    return shutil.which("podman") is not None and images.exists(AGENT_IMAGE)
+
+
+@needs_claude
+@pytest.mark.skipif(not agent_image_present(),
+                    reason="needs podman and the agent image: cfn image build")
+def test_a_strict_claude_worker_in_a_container_has_a_read_only_workspace_and_only_the_relay(
+        project, claude_env, docker_host, listener, monkeypatch):
+    monkeypatch.setenv("DOCKER_HOST", docker_host)
+    project.chmod(0o755)  # the image's user reads it, and may not write it
+    port = listener.getsockname()[1]
+    model = Standin(reply="Looked.", tool_calls=[
+        ("Bash", {"command": "echo hi > /workspace/written.txt"}),
+        ("Bash", {"command": f"python3 -c \"import socket; socket.create_connection(("
+                             f"'host.containers.internal', {port}), 3)\" 2>&1 | tail -1"}),
+    ]).start()
+    try:
+        record, log = run_worker(project, "strict", model.url, runtime="container",
+                                 image=AGENT_IMAGE)
+    finally:
+        model.stop()
+    assert (record["status"], record["sandbox"]) == ("success", "strict"), record
+    assert model.requests  # the container reached its provider, through the relay alone
+    written, connected = model.tool_results
+    assert "Read-only file system" in written and not (project / "written.txt").exists()
+    assert "Temporary failure in name resolution" in connected or \
+        "Network is unreachable" in connected, connected
+    assert never_connected(listener)
+    assert len(sandbox_violations(log)) == 2

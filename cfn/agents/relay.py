@@ -174,6 +174,14 @@ class HostRelay:
         return found
 
 
+def preview_mounts(relay_plan: Plan) -> dict[str, str]:
+    """`HostRelay.mounts` as a dry run shows them: the relay's files exist per attempt."""
+    found = {"<the relay's socket, per attempt>": SOCKET_INSIDE}
+    if relay_plan.hostname:
+        found["<the relay's hosts file, per attempt>"] = "/etc/hosts"
+    return found
+
+
 def wrap(argv: list[str], relay_plan: Plan, python: list[str]) -> list[str]:
     """`argv` started behind the relay inside the sandbox."""
     return [*python, "--listen", f"127.0.0.1:{relay_plan.port}", "--socket", SOCKET_INSIDE,

@@ -204,6 +204,11 @@ def spawn(project: Project, request: SpawnRequest) -> Spawned:
             "agents with their own Redis users follow REDIS_FALLBACK_1 only on Redis 7 or "
             "later (read-only ACL selectors); upgrade both servers, or unset the fallback")
     route = _route(project, request, profile, lambda chain: agent_state.cooling(r, chain))
+    if request.sandbox_mode in FENCED:  # each provider must be one the relay can carry
+        from cfn.agents import relay
+
+        for name in route.chain:
+            relay.plan(config.providers[name].base_url)
     provider = route.chain[0] if route.chain else None
     secret = tokens.signing_secret(config.token_secret, config.home)
     if not agent_state.claim(r, request.task_id, request.agent_id, os.getpid()):
@@ -338,6 +343,9 @@ def dry_run(project: Project, request: SpawnRequest) -> DryRun:
         document.update(image=run_request.image, network=run_request.network)
     else:
         document.update(sandbox=run_request.sandbox)
+    if run_request.no_network:  # a fenced mode (strict, permissive)
+        document.update(network="none (its provider through the relay)",
+                        workspace_read_only=run_request.read_only_workspace)
     return DryRun([document], keys)
 
 

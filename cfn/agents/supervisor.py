@@ -134,8 +134,7 @@ class AgentRun:
         container = self.spec["runtime"] != "process"
         python = ["python3", relay.SCRIPT_INSIDE] if container \
             else [sys.executable, "-m", "cfn.agents.relay"]
-        mounts = host.mounts(script=container) if host else {"<relay socket, per attempt>":
-                                                             relay.SOCKET_INSIDE}
+        mounts = host.mounts(script=container) if host else relay.preview_mounts(plan)
         return replace(request, **changes, argv=relay.wrap(request.argv, plan, python),
                        ro_mounts={**request.ro_mounts, **mounts})
 
@@ -165,7 +164,7 @@ class AgentRun:
     async def run(self, supervisor: Supervisor) -> None:
         """Every attempt along the provider chain, then the completion record; whatever
         breaks, the agent is reported."""
-        if self.spec.get("sandbox_mode") == "disabled":
+        if self.spec.get("sandbox_mode") == "disabled" and self.spec["runtime"] == "process":
             log.warning("cfn supervisor [%s]: runs unsandboxed (sandbox mode disabled): it "
                         "sees your files, your home directory and your other processes",
                         self.spec["agent_id"])
@@ -239,10 +238,16 @@ class AgentRun:
         return result
 
     def log_violations(self, output: str) -> None:
+        """Each refusal of a fenced agent's sandbox, as a warning; what the agent wrote
+        there is its own, so any secret it holds is blanked first."""
+        secrets = {v for env in (self.spec["agent_env"], self.environ)
+                   for k, v in env.items() if runtimes.is_secret(k) and len(v) >= 8}
         for seen in outcomes.sandbox_violations(output):
-            log.warning("cfn supervisor [%s]: the %s sandbox refused %s(%s): %s",
-                        self.spec["agent_id"], self.spec["sandbox_mode"], seen["tool"],
-                        seen["input"], seen["error"])
+            said = f"{seen['tool']}({seen['input']}): {seen['error']}"
+            for secret in secrets:
+                said = said.replace(secret, "<redacted>")
+            log.warning("cfn supervisor [%s]: the %s sandbox refused %s",
+                        self.spec["agent_id"], self.spec["sandbox_mode"], said)
 
     async def exit_or_stop(self, run: runtimes.Run, deadline: float) -> int | None:
         """The agent's exit code; None once it must be ended (timeout or stop request)."""
