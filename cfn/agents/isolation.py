@@ -67,25 +67,29 @@ def bwrap() -> str:
 
 def sandboxed(argv: list[str], *, workspace: Path, home: str, hidden: Iterable[Path],
               mounts: Mapping[str, str], readable: Iterable[Path],
-              ro_mounts: Mapping[str, str] | None = None) -> list[str]:
-    """`argv` run under bubblewrap: the system read-only, the workspace writable, a fresh
-    /tmp and home, `hidden` paths (the state directory) covered, `mounts` (host -> inside,
-    e.g. the Redis socket) bound, and its own PID namespace, so no other process (no
-    supervisor, no other agent) and no /proc/PID/environ of theirs is visible. The network
-    is shared: agents reach their provider and Redis."""
+              ro_mounts: Mapping[str, str] | None = None, writable_workspace: bool = True,
+              network: bool = True) -> list[str]:
+    """`argv` run under bubblewrap: the system read-only, the workspace writable (unless
+    not `writable_workspace`), a fresh /tmp and home, `hidden` paths (the state directory)
+    covered, `mounts` (host -> inside, e.g. the Redis socket) bound, and its own PID
+    namespace, so no other process (no supervisor, no other agent) and no /proc/PID/environ
+    of theirs is visible. The network is shared (agents reach their provider and Redis)
+    unless not `network`: then the sandbox has its own loopback and nothing else."""
     # no capabilities: even an agent of an operator running as root cannot unmount what
     # covers the state directory, or mount anything
     command = [bwrap(), "--cap-drop", "ALL", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
                "--die-with-parent", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
                "--tmpfs", "/run", "--ro-bind-try", "/run/systemd/resolve",
                "/run/systemd/resolve"]  # where resolv.conf points on systemd-resolved hosts
+    if not network:
+        command.append("--unshare-net")
     for path in SYSTEM_PATHS:
         command += ["--ro-bind-try", path, path]
     command += ["--tmpfs", home]  # before the binds: a workspace may live in the home
     for path in readable:
         if not Path(home).is_relative_to(path):  # never the whole home again
             command += ["--ro-bind-try", str(path), str(path)]
-    command += ["--bind", str(workspace), str(workspace)]
+    command += ["--bind" if writable_workspace else "--ro-bind", str(workspace), str(workspace)]
     for path in hidden:
         command += ["--tmpfs", str(path)]
     for host, inside in mounts.items():

@@ -32,6 +32,7 @@ class Outcome:
     provider_error: str | None = None  # why the provider failed (429, 529, 5xx), when it did
     key_refused: bool = False  # the provider answered 401/403: its key is the problem
     error: str | None = None
+    sandbox: str | None = None  # the run's sandbox mode, when one was asked for
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -110,9 +111,12 @@ def read_log_tail(path) -> str:
         return handle.read().decode(errors="replace")
 
 
-def parse(output: str, exit_code: int | None, *, claude_agent: bool = False) -> Outcome:
+def parse(output: str, exit_code: int | None, *, claude_agent: bool = False,
+          report_required: bool = True) -> Outcome:
     """Judge a finished agent from its exit code and output. A `claude_agent`'s report is
-    its result event; without one it failed, whatever its exit code."""
+    its result event; without one it failed, whatever its exit code. Unless
+    `report_required`, a result that is not an error is a success without the JSON report
+    line (its answer is free text)."""
     document = _result_event(output) if claude_agent else _last_json_line(output)
     if claude_agent and not document:
         return Outcome(status="failure", exit_code=exit_code, error=(
@@ -140,7 +144,7 @@ def parse(output: str, exit_code: int | None, *, claude_agent: bool = False) -> 
     if denied and ok:  # it could not do what it set out to do: never a plain success
         outcome.status = "failure"
         outcome.error = f"tools were denied to the agent: {'; '.join(denied)}"
-    elif claude and ok and not report:
+    elif claude and ok and not report and report_required:
         outcome.status = "failure"
         outcome.error = ("no report: the agent's answer did not end with its JSON line "
                          '({"confidence": ..., "deliverables": [...], "feedback": ...})')
@@ -154,3 +158,77 @@ def parse(output: str, exit_code: int | None, *, claude_agent: bool = False) -> 
     elif not ok:
         outcome.error = f"exited with {exit_code}"
     return outcome
+
+
+# what a tool's output says when the sandbox refused it: a read-only or hidden path, no
+# network (errno names as Node and Bun print them, messages as libc and curl do)
+_REFUSED = re.compile(
+    r"read-only file system|\bEROFS\b|permission denied|\bEACCES\b|operation not permitted|"
+    r"network is unreachable|\bENETUNREACH\b|could not resolve host|"
+    r"temporary failure in name resolution|\bEAI_AGAIN\b|connection refused|\bECONNREFUSED\b",
+    re.I)
+_INPUT_CHARS = 200
+
+
+def _tool_uses(events: list[dict]) -> dict[str, tuple[str, str]]:
+    """The assistant's tool uses by ID: (tool, its command, path or URL shortly)."""
+    found = {}
+    for event in events:
+        if event.get("type") != "assistant":
+            continue
+        for block in _blocks(event):
+            if block.get("type") == "tool_use":
+                given = block.get("input") if isinstance(block.get("input"), dict) else {}
+                detail = next((given[k] for k in ("command", "file_path", "path", "url",
+                                                  "pattern") if k in given), "")
+                found[block.get("id")] = (str(block.get("name", "?")),
+                                          str(detail)[:_INPUT_CHARS])
+    return found
+
+
+def _blocks(event: dict) -> list[dict]:
+    message = event.get("message")
+    content = message.get("content") if isinstance(message, dict) else None
+    return [b for b in content if isinstance(b, dict)] if isinstance(content, list) else []
+
+
+def _result_text(content) -> str:
+    """A tool result's text: a string, or text blocks."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(str(b.get("text", "")) for b in content if isinstance(b, dict))
+    return ""
+
+
+def sandbox_violations(log_text: str) -> list[dict]:
+    """The tool results in a Claude Code stream-json log that show the sandbox refusing:
+    each as {"tool", "input" (its command or path, shortened), "error" (the first line that
+    says so)}, in the order they happened."""
+    events = [e for e in map(_json_line, log_text.splitlines()) if e]
+    uses = _tool_uses(events)
+    found = []
+    for event in events:
+        if event.get("type") != "user":
+            continue
+        for block in _blocks(event):
+            if block.get("type") != "tool_result":
+                continue
+            tool, given = uses.get(block.get("tool_use_id"), ("?", ""))
+            refused = next((line for line in _result_text(block.get("content")).splitlines()
+                            if _REFUSED.search(line)), None)
+            if refused is not None:  # its first such line: a `find /` refused a thousand times
+                found.append({"tool": tool, "input": given,
+                              "error": refused.strip()[:_SHOWN_CHARS]})
+    return found
+
+
+def _json_line(line: str) -> dict | None:
+    line = line.strip()
+    if not line.startswith("{"):
+        return None
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None

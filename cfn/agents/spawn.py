@@ -34,6 +34,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# strict: read-only workspace, no network but the provider's; permissive: the same with the
+# workspace writable; disabled: no sandbox at all (docs/security.md#sandbox-modes)
+SANDBOX_MODES = ("strict", "permissive", "disabled")
+FENCED = ("strict", "permissive")
+
 
 @dataclass(frozen=True)
 class SpawnRequest:
@@ -55,6 +60,11 @@ class SpawnRequest:
     cost_sensitive: bool = False
     phase: str | None = None  # completion phase, e.g. loop3
     iteration: int | None = None
+    sandbox_mode: str | None = None  # one of SANDBOX_MODES; None: the agent_sandbox setting
+    # False: a Claude run whose result event is not an error succeeds without the JSON
+    # confidence report (workers answer in free text)
+    report_required: bool = True
+    profile_object: profiles.Profile | None = None  # used as is, instead of `profile`
 
 
 @dataclass(frozen=True)
@@ -79,7 +89,9 @@ def _check(request: SpawnRequest, config: Config) -> tuple[profiles.Profile, Pat
     validate_id(request.task_id, "task ID")
     validate_id(request.mode, "mode")
     validate.choice(request.runtime, RUNTIMES, "runtime")
-    profile = profiles.profile_for_agent(request.agent_id, request.profile, config.root)
+    _check_sandbox_mode(request)
+    profile = _given_profile(request.profile_object) if request.profile_object is not None \
+        else profiles.profile_for_agent(request.agent_id, request.profile, config.root)
     if request.timeout is not None:
         validate.positive_seconds(request.timeout, "timeout")
     if request.cpus is not None:
@@ -93,6 +105,46 @@ def _check(request: SpawnRequest, config: Config) -> tuple[profiles.Profile, Pat
     if not workspace.is_dir():
         raise InvalidInput(f"workspace {workspace} is not a directory")
     return profile, workspace
+
+
+def _check_sandbox_mode(request: SpawnRequest) -> None:
+    if request.sandbox_mode is None:
+        return
+    validate.choice(request.sandbox_mode, SANDBOX_MODES, "sandbox mode")
+    if request.sandbox_mode not in FENCED:
+        return
+    if request.runtime == "kubernetes":
+        raise InvalidInput(f"sandbox mode {request.sandbox_mode} is not available on the "
+                           "kubernetes runtime (its pods' network is the cluster's to fence, "
+                           "with network policies): use the process or container runtime, or "
+                           "--sandbox disabled")
+    if request.network:
+        raise InvalidInput(f"sandbox mode {request.sandbox_mode} gives the agent no network "
+                           "but its provider's: drop --network, or use --sandbox disabled")
+
+
+def _given_profile(profile: object) -> profiles.Profile:
+    """A ready-made profile, checked as a profile file would be: it travels to the
+    supervisor as its TOML data."""
+    if not isinstance(profile, profiles.Profile):
+        raise InvalidInput(f"profile_object must be a Profile, got {type(profile).__name__}")
+    source = profile.source or f"<given profile {profile.id}>"
+    return profiles.parse(profile.to_data(), source)
+
+
+def sandboxed(request: SpawnRequest, config: Config) -> bool:
+    """Whether a process agent runs under bubblewrap: its sandbox mode says, else the
+    agent_sandbox setting."""
+    if request.runtime != "process":
+        return False
+    if request.sandbox_mode is not None:
+        return request.sandbox_mode in FENCED
+    return bool(config.agent_sandbox)
+
+
+def _network(request: SpawnRequest, config: Config) -> str | None:
+    """The container network; none for a fenced agent (its provider's relay is its road)."""
+    return None if request.sandbox_mode in FENCED else request.network or config.agent_network
 
 
 def _route(project: Project, request: SpawnRequest, profile: profiles.Profile,
@@ -134,11 +186,11 @@ def preflight(project: Project, request: SpawnRequest) -> tuple[profiles.Profile
     the loop makes them for all its agents before it starts."""
     config = project.config
     profile, workspace = _check(request, config)
+    sandbox = sandboxed(request, config)
     for url in project.target.urls:  # refuses a Redis the agents could not reach
-        _agent_redis_url(url, request.runtime, bool(config.agent_sandbox),
-                         request.network or config.agent_network)
-    runtimes.check(request.runtime, request.image or config.agent_image,
-                   bool(config.agent_sandbox), os.environ)
+        _agent_redis_url(url, request.runtime, sandbox, _network(request, config))
+    runtimes.check(request.runtime, request.image or config.agent_image, sandbox, os.environ,
+                   warn=request.sandbox_mode is None)  # a disabled one: the supervisor says
     return profile, workspace
 
 
@@ -152,6 +204,11 @@ def spawn(project: Project, request: SpawnRequest) -> Spawned:
             "agents with their own Redis users follow REDIS_FALLBACK_1 only on Redis 7 or "
             "later (read-only ACL selectors); upgrade both servers, or unset the fallback")
     route = _route(project, request, profile, lambda chain: agent_state.cooling(r, chain))
+    if request.sandbox_mode in FENCED:  # each provider must be one the relay can carry
+        from cfn.agents import relay
+
+        for name in route.chain:
+            relay.plan(config.providers[name].base_url)
     provider = route.chain[0] if route.chain else None
     secret = tokens.signing_secret(config.token_secret, config.home)
     if not agent_state.claim(r, request.task_id, request.agent_id, os.getpid()):
@@ -209,8 +266,8 @@ def build_spec(config: Config, request: SpawnRequest, profile: profiles.Profile,
     supervisor's private socket), with the spawner's environment, where provider keys and
     container engines are found."""
     timeout = float(request.timeout or profile.timeout)
-    sandbox = request.runtime == "process" and bool(config.agent_sandbox)
-    network = request.network or config.agent_network
+    sandbox = sandboxed(request, config)
+    network = _network(request, config)
     agent_redis_url, mounts = _agent_redis_url(redis_url, request.runtime, sandbox, network)
     fallback = None
     if config.redis_fallback_1:  # the agent follows the home between the two (cfn.failover)
@@ -247,7 +304,8 @@ def build_spec(config: Config, request: SpawnRequest, profile: profiles.Profile,
         "timeout": timeout, "memory": request.memory or profile.memory,
         "cpus": request.cpus or profile.cpus, "image": request.image or config.agent_image,
         "network": network, "ro_mounts": mounts, "prompt": request.prompt,
-        "sandbox": sandbox, "hidden": [str(config.home)],
+        "sandbox": sandbox, "sandbox_mode": request.sandbox_mode,
+        "report_required": request.report_required, "hidden": [str(config.home)],
         "instructions": profile.instructions.strip(), "command": list(request.command),
         "chain": list(route.chain), "phase": request.phase, "config": config.to_dict(),
         "agent_env": agent_env, "acl_user": acl_user.username if acl_user else None,
@@ -285,6 +343,9 @@ def dry_run(project: Project, request: SpawnRequest) -> DryRun:
         document.update(image=run_request.image, network=run_request.network)
     else:
         document.update(sandbox=run_request.sandbox)
+    if run_request.no_network:  # a fenced mode (strict, permissive)
+        document.update(network="none (its provider through the relay)",
+                        workspace_read_only=run_request.read_only_workspace)
     return DryRun([document], keys)
 
 

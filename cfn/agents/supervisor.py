@@ -34,10 +34,11 @@ import signal
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 from cfn import defaults, outage, routing
-from cfn.agents import isolation, lifecycle, runs, runtimes, supervision
+from cfn.agents import isolation, lifecycle, relay, runs, runtimes, supervision
 from cfn.agents import outcome as outcomes
 from cfn.agents.profiles import parse as parse_profile
 from cfn.backend import Target
@@ -110,12 +111,41 @@ class AgentRun:
         inside = f"{env.setdefault('HOME', isolation.CONTAINER_HOME)}/.claude/skills"
         return inside, {str(shipped / s): f"{inside}/{s}" for s in isolation.AGENT_SKILLS}
 
-    def request(self, provider: str | None, run_id: int) -> runtimes.RunRequest:
-        """What the runtime is asked to run for this attempt."""
+    @property
+    def fenced(self) -> bool:
+        """Sandbox mode strict or permissive: no network but the provider relay's."""
+        return self.spec.get("sandbox_mode") in ("strict", "permissive")
+
+    def relay_plan(self, provider: str | None) -> relay.Plan | None:
+        """The provider relay a fenced agent needs (none without a provider)."""
+        if not self.fenced or provider is None:
+            return None
+        return relay.plan(self.agent_env(provider).get("ANTHROPIC_BASE_URL"))
+
+    def fence(self, request: runtimes.RunRequest, provider: str | None,
+              host: relay.HostRelay | None) -> runtimes.RunRequest:
+        """A strict or permissive agent's request: the workspace read-only (strict), no
+        network, and its argv started behind the relay to its provider."""
+        plan = host.plan if host else self.relay_plan(provider)
+        changes = {"read_only_workspace": self.spec["sandbox_mode"] == "strict",
+                   "no_network": True, "env": relay.fenced_env(request.env, plan)}
+        if plan is None:
+            return replace(request, **changes)
+        container = self.spec["runtime"] != "process"
+        python = ["python3", relay.SCRIPT_INSIDE] if container \
+            else [sys.executable, "-m", "cfn.agents.relay"]
+        mounts = host.mounts(script=container) if host else relay.preview_mounts(plan)
+        return replace(request, **changes, argv=relay.wrap(request.argv, plan, python),
+                       ro_mounts={**request.ro_mounts, **mounts})
+
+    def request(self, provider: str | None, run_id: int,
+                host: relay.HostRelay | None = None) -> runtimes.RunRequest:
+        """What the runtime is asked to run for this attempt (`host`: its provider relay,
+        for a strict or permissive agent)."""
         spec = self.spec
         env = self.agent_env(provider)
         skills_dir, skill_mounts = self.skills(env)
-        return runtimes.RunRequest(
+        request = runtimes.RunRequest(
             name=f"cfn-{spec['task_id']}-{spec['agent_id']}-{run_id}".lower(),
             argv=self.argv(provider, skills_dir), env=env,
             ro_mounts={**spec.get("ro_mounts", {}), **skill_mounts},
@@ -127,12 +157,17 @@ class AgentRun:
                     "cfn.run": str(run_id)},
             host_env=self.environ,
         )
+        return self.fence(request, provider, host) if self.fenced else request
 
     # --- running it ----------------------------------------------------------------------
 
     async def run(self, supervisor: Supervisor) -> None:
         """Every attempt along the provider chain, then the completion record; whatever
         breaks, the agent is reported."""
+        if self.spec.get("sandbox_mode") == "disabled" and self.spec["runtime"] == "process":
+            log.warning("cfn supervisor [%s]: runs unsandboxed (sandbox mode disabled): it "
+                        "sees your files, your home directory and your other processes",
+                        self.spec["agent_id"])
         try:
             provider, run_id, result = await self.attempts(supervisor)
         except Exception as exc:  # noqa: BLE001 - the agent must be reported
@@ -164,15 +199,21 @@ class AgentRun:
 
     async def attempt(self, supervisor: Supervisor, provider: str | None,
                       run_id: int) -> outcomes.Outcome:
-        request = self.request(provider, run_id)
-        run = await runtimes.start(self.spec["runtime"], request, supervisor.runtime_pool)
+        plan = self.relay_plan(provider)
+        host = await relay.HostRelay.open(plan) if plan else None
         try:
-            self.beat = {"supervisor_pid": os.getpid(), "run_id": run_id, "handle": run.handle,
-                         "runtime": self.spec["runtime"]}
-            await supervisor.record(self.started, run_id, run.handle)
-            return await self.watch(run)
+            request = self.request(provider, run_id, host)
+            run = await runtimes.start(self.spec["runtime"], request, supervisor.runtime_pool)
+            try:
+                self.beat = {"supervisor_pid": os.getpid(), "run_id": run_id,
+                             "handle": run.handle, "runtime": self.spec["runtime"]}
+                await supervisor.record(self.started, run_id, run.handle)
+                return await self.watch(run)
+            finally:
+                await run.cleanup()
         finally:
-            await run.cleanup()
+            if host:
+                await host.close()
 
     async def watch(self, run: runtimes.Run) -> outcomes.Outcome:
         deadline = time.monotonic() + self.spec["timeout"]
@@ -181,9 +222,13 @@ class AgentRun:
             forced = "stopped" if self.stopping.is_set() else "timeout"
             await run.kill()
             code = await run.wait(0)
-        result = outcomes.parse(outcomes.read_log_tail(self.spec["log_path"]), code,
-                                claude_agent=self.profile.kind == "claude"
-                                and not self.spec["command"])
+        output = outcomes.read_log_tail(self.spec["log_path"])
+        result = outcomes.parse(output, code, claude_agent=self.profile.kind == "claude"
+                                and not self.spec["command"],
+                                report_required=self.spec.get("report_required", True))
+        result.sandbox = self.spec.get("sandbox_mode")
+        if self.fenced:
+            self.log_violations(output)
         if forced:
             result.status, result.error = forced, (
                 "stopped on request" if forced == "stopped"
@@ -191,6 +236,18 @@ class AgentRun:
         elif code is not None and code < 0:
             result.status, result.error = "killed", f"killed by signal {-code}"
         return result
+
+    def log_violations(self, output: str) -> None:
+        """Each refusal of a fenced agent's sandbox, as a warning; what the agent wrote
+        there is its own, so any secret it holds is blanked first."""
+        secrets = {v for env in (self.spec["agent_env"], self.environ)
+                   for k, v in env.items() if runtimes.is_secret(k) and len(v) >= 8}
+        for seen in outcomes.sandbox_violations(output):
+            said = f"{seen['tool']}({seen['input']}): {seen['error']}"
+            for secret in secrets:
+                said = said.replace(secret, "<redacted>")
+            log.warning("cfn supervisor [%s]: the %s sandbox refused %s",
+                        self.spec["agent_id"], self.spec["sandbox_mode"], said)
 
     async def exit_or_stop(self, run: runtimes.Run, deadline: float) -> int | None:
         """The agent's exit code; None once it must be ended (timeout or stop request)."""

@@ -57,6 +57,11 @@ class _TrailingCommand(click.Command):
 @click.option("--cpus", type=POSITIVE, help="CPU limit.")
 @click.option("--image", help="Container image (default: agent_image setting).")
 @click.option("--network", help="Container network, e.g. the task's compose network.")
+@click.option("--sandbox", "sandbox_mode", type=click.Choice(["strict", "permissive", "disabled"]),
+              help="strict: workspace read-only, writable only /tmp and a fresh home, no "
+                   "network but the provider's; permissive: the same, workspace writable; "
+                   "disabled: no sandbox (logged). Default: the agent_sandbox setting. "
+                   "Process and container runtimes.")
 @click.option("--complexity", type=click.Choice(["low", "normal", "high"]),
               help="Task complexity, for provider routing.")
 @click.option("--cost-sensitive", is_flag=True, help="Prefer COST_PROVIDER when routing.")
@@ -70,8 +75,8 @@ class _TrailingCommand(click.Command):
 @json_option
 @click.pass_context
 def spawn_agent(ctx, agent_id, task_id, mode, provider, profile, runtime, prompt,
-                workspace, timeout, memory, cpus, image, network, complexity, cost_sensitive,
-                phase, wait_, dry_run, as_json) -> None:
+                workspace, timeout, memory, cpus, image, network, sandbox_mode, complexity,
+                cost_sensitive, phase, wait_, dry_run, as_json) -> None:
     """Start AGENT_ID on TASK_ID under a supervisor.
 
     \b
@@ -90,6 +95,7 @@ def spawn_agent(ctx, agent_id, task_id, mode, provider, profile, runtime, prompt
         runtime=runtime, memory=memory, cpus=cpus, image=image, network=network,
         workspace=workspace, timeout=timeout, prompt=prompt, command=tuple(command),
         complexity=complexity, cost_sensitive=cost_sensitive, phase=phase,
+        sandbox_mode=sandbox_mode,
     )
     if dry_run:
         from cfn.agents.runtimes.kubernetes import to_yaml

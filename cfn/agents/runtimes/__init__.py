@@ -42,6 +42,10 @@ class RunRequest:
     deadline_s: float | None = None  # the platform's own limit (kubernetes activeDeadline)
     sandbox: bool = False  # process runtime: run under bubblewrap (cfn.agents.isolation)
     hidden: tuple[str, ...] = ()  # host paths the agent must not see (the state directory)
+    # sandbox modes strict and permissive (cfn.agents.spawn.SANDBOX_MODES): the workspace
+    # read-only (strict), and no network but the provider relay (cfn.agents.relay)
+    read_only_workspace: bool = False
+    no_network: bool = False
     # the spawner's environment: where its container engine and cluster are (DOCKER_HOST,
     # KUBECONFIG), which a long-lived supervisor cannot take from its own
     host_env: Mapping[str, str] = field(default_factory=dict)
@@ -121,14 +125,17 @@ def _require(module: str, extra: str) -> None:
         raise InvalidInput(f"the {extra} runtime needs `pip install 'cfn[{extra}]'`")
 
 
-def check(runtime: str, image: str | None, sandbox: bool, host_env: Mapping[str, str]) -> None:
+def check(runtime: str, image: str | None, sandbox: bool, host_env: Mapping[str, str],
+          warn: bool = True) -> None:
     """Fail now, before anything is written or started, when the runtime cannot run an
-    agent: no sandbox, no container engine, no such image, no cluster configured."""
+    agent: no sandbox, no container engine, no such image, no cluster configured. `warn`:
+    say here that process agents run unsandboxed (agent_sandbox off)."""
     if runtime == "process":
         from cfn.agents import isolation
 
         if not sandbox:
-            _warn_unsandboxed()
+            if warn:
+                _warn_unsandboxed()
         else:
             isolation.bwrap()
     elif runtime == "container":

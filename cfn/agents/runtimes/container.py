@@ -90,7 +90,8 @@ def _copy_logs(container, log_path) -> None:
 
 def start(request: RunRequest) -> ContainerRun:
     engine = client(request.host_env or None)
-    volumes = {str(request.workspace): {"bind": "/workspace", "mode": "rw"}}
+    volumes = {str(request.workspace): {"bind": "/workspace",
+                                        "mode": "ro" if request.read_only_workspace else "rw"}}
     volumes.update({host: {"bind": inside, "mode": "rw"}
                     for host, inside in request.mounts.items()})
     volumes.update({host: {"bind": inside, "mode": "ro"}
@@ -108,7 +109,8 @@ def start(request: RunRequest) -> ContainerRun:
             request.image, request.argv, name=request.name, detach=True,
             environment=request.env, working_dir="/workspace", volumes=volumes,
             mem_limit=request.memory, nano_cpus=int(request.cpus * 1e9) if request.cpus else None,
-            network=request.network, labels=request.labels, restart_policy={"Name": "no"},
+            labels=request.labels, restart_policy={"Name": "no"},
+            **({"network_mode": "none"} if request.no_network else {"network": request.network}),
             stdin_open=False,
         )
     except ImageNotFound:

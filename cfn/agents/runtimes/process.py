@@ -91,7 +91,8 @@ def start(request: RunRequest) -> ProcessRun:
         argv = isolation.sandboxed(
             argv, workspace=request.workspace, home=request.env.get("HOME") or "/home/agent",
             hidden=map(Path, request.hidden), mounts=request.mounts,
-            readable=isolation.python_paths(), ro_mounts=request.ro_mounts)
+            readable=isolation.python_paths(), ro_mounts=request.ro_mounts,
+            writable_workspace=not request.read_only_workspace, network=not request.no_network)
     elif setpriv := shutil.which("setpriv"):
         argv = [setpriv, "--pdeathsig", "KILL", "--", *argv]
     with open_log(request.log_path) as log:
