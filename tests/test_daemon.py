@@ -70,9 +70,8 @@ def provider(tmp_path):
 
 
 @pytest.fixture
-def claude_env(tmp_path, provider):
-    home = tmp_path / "operator-home"
-    home.mkdir()
+def claude_env(tmp_path_factory, provider):
+    home = tmp_path_factory.mktemp("operator-home")  # outside the project, as homes are
     return {"HOME": str(home), "ANTHROPIC_API_KEY": "sk-ant-test-key",
             "CFN_PROVIDER_ANTHROPIC_BASE_URL": provider.url,
             "DISABLE_TELEMETRY": "1", "DISABLE_ERROR_REPORTING": "1",
@@ -225,9 +224,9 @@ def test_every_headless_worker_runs_claude_and_its_answer_is_judged(cfn, project
     (project / "src").mkdir()
     (project / "src" / "app.py").write_text('PASSWORD = "hunter2-hunter2-hunter2"\n')
     assert cfn("daemon", "start", "--no-schedule", "--headless",
-               extra_env=claude_env).returncode == 0
+               extra_env={**claude_env, "CFN_DAEMON_RUNS_PER_HOUR": "8"}).returncode == 0
     queued = {name: cfn("daemon", "trigger", "-w", name, "--headless").stdout.strip()
-              for name in HEADLESS}
+              for name in HEADLESS}  # 8 headless runs: the budget allows as many an hour
     for name, job_id in queued.items():
         ended = job(cfn, job_id, timeout=240)
         result = ended["result"]

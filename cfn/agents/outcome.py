@@ -69,7 +69,7 @@ def _last_json_line(output: str) -> dict:
     return next(_json_lines_from_end(output), {})
 
 
-def _result_event(output: str) -> dict:
+def result_event(output: str) -> dict:
     """Claude Code's result event: the last JSON line of type "result" ({} if none)."""
     return next((event for event in _json_lines_from_end(output)
                  if event.get("type") == "result"), {})
@@ -117,7 +117,7 @@ def parse(output: str, exit_code: int | None, *, claude_agent: bool = False,
     its result event; without one it failed, whatever its exit code. Unless
     `report_required`, a result that is not an error is a success without the JSON report
     line (its answer is free text)."""
-    document = _result_event(output) if claude_agent else _last_json_line(output)
+    document = result_event(output) if claude_agent else _last_json_line(output)
     if claude_agent and not document:
         return Outcome(status="failure", exit_code=exit_code, error=(
             f"no result event in Claude Code's output (exit code {exit_code}); it ended with: "

@@ -66,8 +66,8 @@ def execute(project: Project, name: str, *, job_id: str, origin: str, want_headl
     if mode == "skip":
         row = store.skipped(project.sqlite, job_id=job_id, worker=name, origin=origin,
                             mode=worker.mode, reason=reason)
-        return _finished(project, namespace, worker, job_id, row, started, "skipped", mode,
-                         reason, None, 0)
+        return _finished(project, namespace, worker, job_id, row, started, "skipped",
+                         worker.mode, reason, None, 0)
     row = store.start(project.sqlite, job_id=job_id, worker=name, origin=origin, mode=mode,
                       sandbox=worker.sandbox if mode == "headless" else None,
                       model=worker.model if mode == "headless" else None, reason=reason)
