@@ -90,6 +90,38 @@ def task_patterns(task_id: str) -> list[str]:
     return [f"context:{tag}:*", f"coord:{tag}:*", f"lock:{tag}:*", f"agent:{tag}:*"]
 
 
+def scan_patterns() -> list[str]:
+    """SCAN patterns covering cfn's coordination keys of every task, and the provider
+    cooldowns (not the failover's or the worker daemon's own keys)."""
+    return ["context:{*}:*", "coord:{*}:*", "lock:{*}:*", "agent:{*}:*", "cfn:provider:*"]
+
+
+def kind(key: str) -> str | None:
+    """What a coordination key is, by its name (docs/keys.md), None for a name cfn does not
+    make: context, events, sent (an append's or send's marker), orchestrator, coord (any
+    other coord:{T}: key), lock, lock-fence, lock-wake, heartbeat, cooldown."""
+    family, _, rest = key.partition(":")
+    if family == "cfn":
+        return "cooldown" if key.startswith("cfn:provider:") and key.endswith(":cooldown") \
+            else None
+    if not rest.startswith("{") or "}:" not in rest:
+        return None
+    parts = rest.split("}:", 1)[1].split(":")
+    if family == "context":
+        return "context"
+    if family == "coord":
+        if len(parts) >= 3 and parts[-2] == "sent":  # a phase may be called sent
+            return "sent"
+        return {"events": "events", "orchestrator": "orchestrator"}.get(parts[0], "coord") \
+            if len(parts) == 1 else "coord"
+    if family == "lock":
+        return {1: "lock", 2: {"fence": "lock-fence", "wake": "lock-wake"}.get(parts[-1])
+                }.get(len(parts))
+    if family == "agent":
+        return "heartbeat" if len(parts) == 2 and parts[1] == "heartbeat" else None
+    return None
+
+
 def agent_patterns(task_id: str, *, read_selectors: bool) -> list[str]:
     """ACL key patterns for an agent of the task (docs/security.md).
 
