@@ -49,9 +49,9 @@ def _non_negative_float(text: str) -> float:
 
 
 def _seconds_list(text: str) -> tuple[int, ...]:
-    values = tuple(int(_seconds(name)) for name in _names(text))
-    if not values:
-        raise ValueError("give at least one number of seconds, e.g. 10,60,300")
+    values = tuple(int(name) for name in _names(text))
+    if not values or not all(0 <= v <= defaults.MAX_SECONDS for v in values):
+        raise ValueError("give whole seconds from 0 up, comma-separated, e.g. 0,30,300")
     return values
 
 
@@ -208,8 +208,8 @@ SETTINGS: tuple[Setting, ...] = (
             _non_negative_float),
     Setting("daemon_retry_backoff", ("CFN_DAEMON_RETRY_BACKOFF",),
             defaults.DAEMON_RETRY_BACKOFF_S,
-            "seconds before each retry of a failed worker job (its count is the number of "
-            "retries); after the last, the job is a dead letter", _seconds_list),
+            "seconds before each retry of a failed or abandoned worker job (their count is the "
+            "number of retries); after the last, the job is a dead letter", _seconds_list),
     Setting("skill_escalate_risk", ("CFN_SKILL_ESCALATE_RISK",), defaults.SKILL_ESCALATE_RISK,
             "skills above this risk are escalated", _fraction),
 )

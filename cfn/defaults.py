@@ -57,7 +57,10 @@ DAEMON_MONITOR_S = 5
 DAEMON_VISIBILITY_MARGIN_S = 10
 DAEMON_RESULT_TTL_S = 7 * 24 * 3600  # finished jobs' results
 DAEMON_DEAD_TTL_S = 30 * 24 * 3600  # jobs that failed every retry (the dead letters)
-DAEMON_RETRY_BACKOFF_S = (10, 60, 300)  # a failed job's retries, and their delays
+# a failed job's retries and their delays; the first is at once, so a job whose daemon died
+# is taken over within the visibility timeout, not a backoff later
+DAEMON_RETRY_BACKOFF_S = (0, 30, 300)
+DAEMON_MAINTENANCE_S = 5  # consumers take over a dead daemon's delayed retries this often
 
 # --- the loop ------------------------------------------------------------------------------
 LOOP_WAIT_MARGIN_S = 120  # past the longest agent timeout, a phase stops waiting

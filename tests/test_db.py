@@ -199,3 +199,24 @@ def test_commits_wait_for_the_wal_not_for_every_fsync(tmp_path):
     db = open_db(tmp_path / ".cfn")
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+
+
+def test_a_second_connection_in_one_process_keeps_the_firsts_writes(tmp_path):
+    """Opening a connection beside another (a supervisor's projects, a daemon job's two
+    handles) must not drop the first one's locks: another process closing its last
+    connection would delete the WAL under it, and what it wrote next would be lost."""
+    from cfn.db import connect_raw, open_plain
+
+    first = open_plain(tmp_path)
+    first.execute("CREATE TABLE IF NOT EXISTS kept (n INTEGER)")
+    first.execute("INSERT INTO kept VALUES (0)")
+    connect_raw(tmp_path / "cfn.db").close()  # a second connection, in this process
+    other = ("import sqlite3, sys; c = sqlite3.connect(sys.argv[1], isolation_level=None); "
+             "c.execute(sys.argv[2]); c.close()")
+    for sql in ("SELECT count(*) FROM kept", "INSERT INTO kept VALUES (2)"):
+        subprocess.run([sys.executable, "-c", other, str(tmp_path / "cfn.db"), sql],
+                       check=True, timeout=60)  # other processes, each its only connection
+    first.execute("INSERT INTO kept VALUES (1)")
+    first.close()
+    fresh = sqlite3.connect(tmp_path / "cfn.db")
+    assert sorted(fresh.execute("SELECT n FROM kept").fetchall()) == [(0,), (1,), (2,)]

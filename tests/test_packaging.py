@@ -7,8 +7,8 @@ except ModuleNotFoundError:  # Python 3.10
 
 from conftest import REPO
 
-DATA_PACKAGES = {"cfn._migrations", "cfn._migrations.rollback", "cfn._agents", "cfn._worktree",
-                 "cfn._skills"}
+DATA_PACKAGES = {"cfn._migrations", "cfn._migrations.rollback", "cfn._agents", "cfn._workers",
+                 "cfn._worktree", "cfn._skills"}
 
 
 def test_every_package_is_listed():

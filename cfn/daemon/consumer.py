@@ -27,7 +27,8 @@ def main() -> None:
     consumer = queue.Consumer(
         queue.queues(conn, os.environ[runner.QUEUE_ENV]), connection=conn,
         name=sys.argv[1], serializer=JSONSerializer, job_class=queue.CfnJob,
-        job_monitoring_interval=defaults.DAEMON_MONITOR_S)
+        job_monitoring_interval=defaults.DAEMON_MONITOR_S,
+        maintenance_interval=defaults.DAEMON_MAINTENANCE_S)
     # the scheduler moves retries whose backoff has passed back to their queue
     consumer.work(with_scheduler=True, logging_level="INFO")
 

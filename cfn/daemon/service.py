@@ -162,6 +162,9 @@ def _started(home: Path, process: subprocess.Popen, said: Path) -> dict:
             return state
         if process.poll() is not None:
             if (other := running(home)) is not None:  # another start won the race
+                while not other.get("pid") and time.monotonic() < deadline:
+                    time.sleep(0.05)  # it has the lock and is about to say where it runs
+                    other = running(home) or other
                 raise AlreadyRunning(other, home)
             raise NegativeOutcome(f"the daemon did not start: {_tail(said)}")
         time.sleep(0.05)

@@ -8,6 +8,7 @@ instead of failing, and opening it migrates it forward (cfn.db.migrate).
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import sqlite3
@@ -46,11 +47,17 @@ def connect_raw(path: Path) -> sqlite3.Connection:
 
 def _create_private(path: Path) -> None:
     """Create the database file 0600 in an owner-only directory before SQLite opens it:
-    SQLite gives its -wal and -shm files the database file's permissions."""
+    SQLite gives its -wal and -shm files the database file's permissions.
+
+    An existing file is never opened here: closing any descriptor of a file drops every
+    POSIX lock this process holds on it, so a second connection opened beside a first
+    would leave the first unlocked, and another process closing its last connection would
+    then checkpoint and delete the WAL under it (its later commits lost)."""
     from cfn.config import ensure_home
 
     ensure_home(path.parent)
-    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def connect(path: Path) -> Database:
