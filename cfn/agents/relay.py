@@ -152,6 +152,8 @@ class HostRelay:
         self.connections.add(task)
         try:
             await _join(reader, writer, lambda: asyncio.open_connection(*self.plan.target))
+        except asyncio.CancelledError:  # the attempt ended (`close`): not an error to log
+            writer.close()
         finally:
             self.connections.discard(task)
 
