@@ -182,6 +182,20 @@ def job(cfn, job_id: str, timeout: float = 120) -> dict:
     return json.loads(got.stdout)
 
 
+def test_every_local_worker_runs_through_the_queue(cfn, project):
+    (project / "app.py").write_text("import os\n\n\ndef main():\n    return os.sep\n")
+    assert cfn("daemon", "start", "--no-schedule").returncode == 0
+    local = ("map", "consolidate", "benchmark", "preload", "audit", "testgaps", "document",
+             "predict")
+    queued = {name: cfn("daemon", "trigger", "-w", name).stdout.strip() for name in local}
+    for name, job_id in queued.items():
+        result = job(cfn, job_id)["result"]
+        assert (result["status"], result["mode"]) == ("success", "local"), (name, result)
+        assert result["result"]["mode"] == "local"
+    found = status(cfn)
+    assert {w["name"] for w in found["workers"] if w["last_run"]} == set(local)
+
+
 def test_jobs_are_taken_in_priority_order(cfn, project):
     queued = [cfn("daemon", "trigger", "-w", name).stdout.strip()
               for name in ("consolidate", "map", "audit")]  # low, normal, critical
