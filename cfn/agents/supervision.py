@@ -45,8 +45,13 @@ def log_path(home: Path) -> Path:
 
 def hold(home: Path) -> IO | None:
     """The supervisor's lock, held while it accepts agents; None if another holds it."""
-    # held for the process's life
-    lock = os.fdopen(os.open(state_dir(home) / "lock", os.O_WRONLY | os.O_CREAT, 0o600), "w")
+    return hold_lock(state_dir(home) / "lock")
+
+
+def hold_lock(path: Path) -> IO | None:
+    """An exclusive lock on `path` (created 0600), held until the file is closed or the
+    process ends (however it ends: the kernel lets go); None if another holds it."""
+    lock = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), "w")
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -12,7 +12,6 @@ Run as: python -m cfn.daemon ROOT OPTIONS_JSON (what `cfn daemon start` does).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -95,13 +94,9 @@ def _write(path: Path, document: dict) -> None:
 
 def _hold(home: Path) -> IO | None:
     """The project's daemon lock, held for the daemon's life; None if another holds it."""
-    lock = os.fdopen(os.open(directory(home) / "lock", os.O_WRONLY | os.O_CREAT, 0o600), "w")
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        lock.close()
-        return None
-    return lock
+    from cfn.agents.supervision import hold_lock
+
+    return hold_lock(directory(home) / "lock")
 
 
 def running(home: Path) -> dict | None:
