@@ -123,6 +123,38 @@ def test_permissive_writes_the_workspace_and_has_no_network(cfn, project, outsid
     assert seen["loopback"] == "Connection refused" and never_connected(listener)
 
 
+CONTROL_PROBE = """\
+import json, os
+seen = {}
+for path in ("cfn.toml", "workers/audit.toml", "agents/new.toml", ".git/hooks/pre-commit",
+             "notes.txt"):
+    try:
+        with open(path, "a") as handle:
+            handle.write("# changed by the agent\\n")
+        seen[path] = "ok"
+    except OSError as exc:
+        seen[path] = exc.strerror
+print(json.dumps({"probe": seen}))
+"""
+
+
+def test_a_writable_workspace_keeps_the_operators_control_files_read_only(cfn, project):
+    (project / "cfn.toml").write_text("key_ttl = 600\n")
+    for directory in ("workers", "agents", ".git/hooks"):
+        (project / directory).mkdir(parents=True, exist_ok=True)
+    (project / "workers" / "audit.toml").write_text("interval = 60\n")
+    got = cfn("spawn-agent", "box-3", "T1", "--profile", "script", "--sandbox", "permissive",
+              "--wait", "--json", "--", sys.executable, "-c", CONTROL_PROBE)
+    assert got.returncode == 0, got.stdout + got.stderr
+    logs = cfn("agents", "logs", "box-3", "--task-id", "T1").stdout
+    seen = next(json.loads(line)["probe"] for line in logs.splitlines() if '"probe"' in line)
+    assert seen["notes.txt"] == "ok"  # the workspace is the agent's to write
+    for path in ("cfn.toml", "workers/audit.toml", "agents/new.toml", ".git/hooks/pre-commit"):
+        assert seen[path] == "Read-only file system", (path, seen)
+    assert (project / "workers" / "audit.toml").read_text() == "interval = 60\n"
+    assert (project / "cfn.toml").read_text() == "key_ttl = 600\n"
+
+
 def test_disabled_runs_unsandboxed_and_says_so(cfn, project, outside, caller_home, listener):
     record, seen = probe(cfn, project, "open-1", "disabled", outside, caller_home, listener)
     assert (record["status"], record["sandbox"]) == ("success", "disabled")

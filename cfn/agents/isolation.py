@@ -65,6 +65,19 @@ def bwrap() -> str:
     return found
 
 
+# what of a writable workspace stays read-only: the trusted side's configuration (providers
+# and their URLs, agent profiles, worker definitions with their sandbox modes and tools) and
+# git's hooks and config, which run commands when the operator next uses git; an agent
+# that could rewrite them would widen its own (or the next agent's) rights
+CONTROL_PATHS = ("cfn.toml", "agents", "workers", ".git/hooks", ".git/config")
+
+
+def control_paths(workspace: Path) -> list[Path]:
+    """The workspace's control paths that exist (a missing one cannot be covered without
+    creating it in the operator's tree: docs/security.md)."""
+    return [workspace / p for p in CONTROL_PATHS if (workspace / p).exists()]
+
+
 def sandboxed(argv: list[str], *, workspace: Path, home: str, hidden: Iterable[Path],
               mounts: Mapping[str, str], readable: Iterable[Path],
               ro_mounts: Mapping[str, str] | None = None, writable_workspace: bool = True,
@@ -90,6 +103,8 @@ def sandboxed(argv: list[str], *, workspace: Path, home: str, hidden: Iterable[P
         if not Path(home).is_relative_to(path):  # never the whole home again
             command += ["--ro-bind-try", str(path), str(path)]
     command += ["--bind" if writable_workspace else "--ro-bind", str(workspace), str(workspace)]
+    for path in control_paths(workspace) if writable_workspace else ():
+        command += ["--ro-bind", str(path), str(path)]
     for path in hidden:
         command += ["--tmpfs", str(path)]
     for host, inside in mounts.items():

@@ -101,11 +101,14 @@ def _hold(home: Path) -> IO | None:
 
 def running(home: Path) -> dict | None:
     """The state of the daemon serving this project on this machine, or None."""
-    lock = _hold(home)
-    if lock is not None:  # nobody holds it: no daemon, whatever a stale state file says
-        lock.close()
-        return None
-    return _read(_state_path(home)) or {"pid": None}
+    deadline = time.monotonic() + START_DEADLINE_S
+    while (lock := _hold(home)) is None:
+        state = _read(_state_path(home))
+        if state or time.monotonic() > deadline:
+            return state or {"pid": None}
+        time.sleep(0.05)  # it has the lock and is about to say where it runs
+    lock.close()  # nobody holds it: no daemon, whatever a stale state file says
+    return None
 
 
 def last_exit(home: Path) -> dict | None:
@@ -157,9 +160,6 @@ def _started(home: Path, process: subprocess.Popen, said: Path) -> dict:
             return state
         if process.poll() is not None:
             if (other := running(home)) is not None:  # another start won the race
-                while not other.get("pid") and time.monotonic() < deadline:
-                    time.sleep(0.05)  # it has the lock and is about to say where it runs
-                    other = running(home) or other
                 raise AlreadyRunning(other, home)
             raise NegativeOutcome(f"the daemon did not start: {_tail(said)}")
         time.sleep(0.05)

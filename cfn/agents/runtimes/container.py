@@ -20,6 +20,7 @@ from docker.errors import DockerException, ImageNotFound, NotFound
 from requests.exceptions import ConnectionError as RequestsConnectionError
 from requests.exceptions import ReadTimeout
 
+from cfn.agents import isolation
 from cfn.agents.runtimes import RunRequest, open_log
 from cfn.errors import BackendUnavailable, InvalidInput
 
@@ -92,6 +93,10 @@ def start(request: RunRequest) -> ContainerRun:
     engine = client(request.host_env or None)
     volumes = {str(request.workspace): {"bind": "/workspace",
                                         "mode": "ro" if request.read_only_workspace else "rw"}}
+    if not request.read_only_workspace:  # cfn's and git's control files stay read-only
+        volumes.update({str(path): {"bind": f"/workspace/{path.relative_to(request.workspace)}",
+                                    "mode": "ro"}
+                        for path in isolation.control_paths(request.workspace)})
     volumes.update({host: {"bind": inside, "mode": "rw"}
                     for host, inside in request.mounts.items()})
     volumes.update({host: {"bind": inside, "mode": "ro"}
