@@ -72,7 +72,8 @@ HEAVY = {("spawn-agent",), ("loop", "run"), ("loop", "resume"), ("demo",), ("ima
          ("session", "ls"), ("worktree", "up"), ("worktree", "down"), ("redis", "start"),
          ("redis", "stop"), ("doctor",), ("health",),  # the doctor runs claude, compose
          # daemons start processes, run claude --version, wait for jobs, follow logs
-         *(("daemon", verb) for verb in ("start", "stop", "status", "trigger", "job", "logs"))}
+         *(("daemon", verb) for verb in ("start", "stop", "status", "trigger", "job", "logs")),
+         ("serve",)}  # a server runs until stopped
 # commands that read no setting (they talk to the container engine alone), so a setting's
 # bad value in the environment is not theirs to refuse
 NO_SETTINGS = {("session", "ls"), ("session", "stop"),  # nor do shell completion scripts

@@ -48,6 +48,7 @@ COMMANDS = {
     "image": ("cfn.cli.image", "image"),
     "doctor": ("cfn.cli.doctor", "doctor"),
     "daemon": ("cfn.cli.daemon", "daemon"),
+    "serve": ("cfn.cli.serve", "serve"),
     "health": ("cfn.cli.doctor", "doctor"),
 }
 
@@ -60,6 +61,7 @@ SECTIONS = {
     "Agents": ("spawn-agent", "agents", "route", "session", "image", "token", "skills"),
     "Worktrees": ("worktree",),
     "Background workers": ("daemon",),
+    "Portal": ("serve",),
     "Admin": ("redis", "db", "completion"),
 }
 # names that work and are not listed: for the design documents' scripts and the skills

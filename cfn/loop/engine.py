@@ -98,7 +98,7 @@ class Loop:
         if ended is not None and not continuing:
             raise InvalidInput(f"task {task_id}'s loop already ended ({ended[0]}): give another "
                                "--task-id, or add --continue to run more iterations on it")
-        self._preflight()
+        self.preflight()
         done = decided_iterations(project, task_id)
         if ended is not None:
             self.spec = replace(self.spec, max_iterations=len(done) + self.spec.iterations,
@@ -135,7 +135,7 @@ class Loop:
                          f"no PROCEED in {scoring.plural(self.spec.iterations, 'iteration')}",
                          done)
 
-    def _preflight(self) -> None:
+    def preflight(self) -> None:
         """Make every check a spawn of the loop's agents makes, before anything is written."""
         spec = self.spec
         phases = [("l3", spec.loop3_agents, ()), ("l2", spec.loop2_agents, ()),
