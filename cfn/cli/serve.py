@@ -24,8 +24,8 @@ from cfn.errors import InvalidInput
                    "the clear: only inside a private network, e.g. a compose stack).")
 @click.pass_context
 def serve(ctx, host, port, tls_cert, tls_key, insecure_bind) -> None:
-    """Serve the portal's REST API (docs/web.md); every route needs a token
-    (`cfn token issue --role operator` for an operator's)."""
+    """Serve the portal: the REST API and live events over socket.io (docs/web.md); every
+    route and socket needs a token (`cfn token issue --role operator` for an operator's)."""
     if bool(tls_cert) != bool(tls_key):
         raise InvalidInput("give --tls-cert and --tls-key together")
     if not _loopback(host) and not tls_cert and not insecure_bind:
@@ -33,14 +33,14 @@ def serve(ctx, host, port, tls_cert, tls_key, insecure_bind) -> None:
                            "--tls-cert and --tls-key, or say --insecure-bind")
     import importlib.util
 
-    if importlib.util.find_spec("fastapi") is None or importlib.util.find_spec("uvicorn") is None:
+    if any(importlib.util.find_spec(m) is None for m in ("fastapi", "uvicorn", "socketio")):
         raise InvalidInput("cfn serve needs the portal's packages: pip install 'cfn[web]'")
     import uvicorn
 
-    from cfn.web.app import create_app
+    from cfn.web.app import create_server
 
     project = project_of(ctx)
-    uvicorn.run(create_app(project.root), host=host, port=port, ssl_certfile=tls_cert,
+    uvicorn.run(create_server(project.root), host=host, port=port, ssl_certfile=tls_cert,
                 ssl_keyfile=tls_key, log_level="warning")
 
 

@@ -165,6 +165,13 @@ def create_app(root: Path, env: dict[str, str] | None = None) -> FastAPI:
     return app
 
 
+def create_server(root: Path, env: dict[str, str] | None = None):
+    """The whole portal as one ASGI app: the REST API and the live events (cfn.web.live)."""
+    from cfn.web.live import Live
+
+    return Live(root, env).asgi(create_app(root, env))
+
+
 def _opener(root: Path, env: dict[str, str] | None) -> Callable[[], Iterator[Project]]:
     def open_project() -> Iterator[Project]:
         with Project.open(root, env=env) as project:
