@@ -24,6 +24,8 @@ RUNS = {  # benchmark -> (full arguments, --quick arguments)
                 ["--rounds", "1", "--agents", "5"]),
     "failover.py": (["--samples", "10"], ["--samples", "3", "--keys", "100"]),
     "daemon.py": (["--samples", "20", "--jobs", "200"], ["--samples", "5", "--jobs", "30"]),
+    "web.py": (["--clients", "100", "--events", "200", "--requests", "500"],
+               ["--clients", "10", "--events", "20", "--requests", "50"]),
 }
 
 
