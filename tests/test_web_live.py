@@ -111,3 +111,39 @@ def test_a_socket_without_a_valid_token_or_for_another_task_is_refused(server,
         assert got.returncode == 3, got.stdout + got.stderr
         refused = json.loads(got.stdout.splitlines()[-1])
         assert refused["event"] == "connect_error" and refused["data"]["message"]
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs chromium (apt-get)")
+def test_the_dashboard_updates_live_in_headless_chromium_while_a_loop_runs(server, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    url, env, directory = server
+    token = _token(env, directory, "greet", "operator")
+    shot = Path(os.environ.get("DASHBOARD_SCREENSHOT") or tmp_path / "dashboard.png")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=shutil.which("chromium"), args=[
+            "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 1000})
+            page.goto(f"{url}/dashboard?token={token}")  # signs in: the token becomes a cookie
+            assert page.url == f"{url}/dashboard" and "No task yet" in page.content()
+            page.goto(f"{url}/dashboard/tasks/greet")
+            page.wait_for_selector("#live.success", timeout=30000)  # its event stream is open
+            page.evaluate("window.loadedOnce = true")
+            demo = subprocess.run([sys.executable, "-m", "cfn", "demo", "--dir",
+                                   str(directory), "--json"], env=env, capture_output=True,
+                                  text=True, timeout=300, stdin=subprocess.DEVNULL)
+            assert demo.returncode == 0, demo.stderr
+            page.wait_for_selector("text=Iteration 2", timeout=30000)
+            page.wait_for_selector(".pill.proceed", timeout=30000)
+            assert page.evaluate("window.loadedOnce") is True  # updated, never reloaded
+            body = page.inner_text("#body")
+            assert "Iteration 1" in body and "ITERATE" in body and "PROCEED" in body
+            assert "Gate and consensus" in body and page.locator("svg.chart rect").count() >= 2
+            page.screenshot(path=str(shot), full_page=True)
+            page.goto(f"{url}/dashboard")
+            assert "greet" in page.inner_text("main")
+        finally:
+            browser.close()
+    assert shot.stat().st_size > 10_000

@@ -195,6 +195,19 @@ def watch(project: Project, task_id: str) -> Iterator[tuple[LoopView, Event | No
             return
 
 
+def snapshot(project: Project, task_id: str) -> LoopView:
+    """The loop's picture now, from every event so far and the recorded runs (what the
+    dashboard shows; `watch` follows it as it changes)."""
+    from cfn.agents import runs
+
+    view = LoopView(task_id)
+    for entry_id, fields in project.redis.xrange(keys.events(task_id)):
+        event = _event(entry_id, fields)
+        view.apply(event.kind, event.iteration, event.data)
+    view.add_runs(runs.with_costs(project.db, task_id))
+    return view
+
+
 def _ended_unseen(project: Project, task_id: str, iterations: int) -> Event | None:
     """The loop's end as its record says, when its stream has none (expired, or another
     Redis): a loop_end event made from the database."""

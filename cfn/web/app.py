@@ -162,6 +162,9 @@ def create_app(root: Path, env: dict[str, str] | None = None) -> FastAPI:
         return JSONResponse({"healthy": healthy, "checks": [c.to_dict() for c in checks]},
                             status_code=200 if healthy else 503)
 
+    from cfn.web import dashboard
+
+    dashboard.add_routes(app, open_project, secret_of)
     return app
 
 
@@ -183,12 +186,16 @@ def _opener(root: Path, env: dict[str, str] | None) -> Callable[[], Iterator[Pro
 def _who(open_project) -> Callable:
     def who(project: Annotated[Project, Depends(open_project)],
             authorization: Annotated[str | None, Header()] = None) -> Caller:
-        from cfn.tokens import signing_secret
-
-        config = project.config
-        return caller(signing_secret(config.token_secret, config.home), authorization)
+        return caller(secret_of(project), authorization)
 
     return who
+
+
+def secret_of(project: Project) -> str:
+    """The project's token secret: configured, or generated into the state directory."""
+    from cfn.tokens import signing_secret
+
+    return signing_secret(project.config.token_secret, project.home)
 
 
 def _limit_bodies(app: FastAPI, open_project) -> None:
