@@ -26,6 +26,7 @@ RUNS = {  # benchmark -> (full arguments, --quick arguments)
     "daemon.py": (["--samples", "20", "--jobs", "200"], ["--samples", "5", "--jobs", "30"]),
     "web.py": (["--clients", "100", "--events", "200", "--requests", "500"],
                ["--clients", "10", "--events", "20", "--requests", "50"]),
+    "mcp_server.py": (["--samples", "50"], ["--samples", "5"]),
 }
 
 

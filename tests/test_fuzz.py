@@ -73,7 +73,7 @@ HEAVY = {("spawn-agent",), ("loop", "run"), ("loop", "resume"), ("demo",), ("ima
          ("redis", "stop"), ("doctor",), ("health",),  # the doctor runs claude, compose
          # daemons start processes, run claude --version, wait for jobs, follow logs
          *(("daemon", verb) for verb in ("start", "stop", "status", "trigger", "job", "logs")),
-         ("serve",)}  # a server runs until stopped
+         ("serve",), ("mcp", "serve")}  # servers run until stopped
 # commands that read no setting (they talk to the container engine alone), so a setting's
 # bad value in the environment is not theirs to refuse
 NO_SETTINGS = {("session", "ls"), ("session", "stop"),  # nor do shell completion scripts

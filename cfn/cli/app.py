@@ -49,6 +49,7 @@ COMMANDS = {
     "doctor": ("cfn.cli.doctor", "doctor"),
     "daemon": ("cfn.cli.daemon", "daemon"),
     "serve": ("cfn.cli.serve", "serve"),
+    "mcp": ("cfn.cli.mcp", "mcp_group"),
     "health": ("cfn.cli.doctor", "doctor"),
 }
 
@@ -61,7 +62,7 @@ SECTIONS = {
     "Agents": ("spawn-agent", "agents", "route", "session", "image", "token", "skills"),
     "Worktrees": ("worktree",),
     "Background workers": ("daemon",),
-    "Portal": ("serve",),
+    "Portal": ("serve", "mcp"),
     "Admin": ("redis", "db", "completion"),
 }
 # names that work and are not listed: for the design documents' scripts and the skills

@@ -57,6 +57,8 @@ EXAMPLES = {
     "results report": "cfn results report --task-id T --agent-id coder-1 --confidence 0.9",
     "route": "cfn route coder --complexity high",
     "serve": "cfn serve --port 3000",
+    "mcp serve": "claude mcp add-json cfn \"$(cfn mcp config)\"",
+    "mcp config": "claude mcp add-json cfn \"$(cfn mcp config)\"",
     "session exec": "cfn session exec S1 -- pytest -q",
     "session ls": "cfn session ls",
     "session start": "cfn session start --id S1 --timeout 3600",

@@ -1,0 +1,85 @@
+"""`cfn mcp serve` against the CLI, side by side in one run: the same operation (a context
+store, then a get) as MCP tool calls on one stdio session, and as `cfn context store|get`
+processes (what a model's shell tool would run).
+
+Run: python benchmarks/mcp_server.py (not mcp.py: the name would hide the SDK) [--samples N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import anyio
+from mcp.client.session import ClientSession
+from mcp.client.stdio import StdioServerParameters, stdio_client
+
+from cfn import embedded
+
+
+def through_mcp(project: Path, env: dict, samples: int) -> list[float]:
+    async def run() -> list[float]:
+        params = StdioServerParameters(command=sys.executable, args=["-m", "cfn", "mcp",
+                                                                     "serve"],
+                                       env=env, cwd=str(project))
+        took = []
+        with open(os.devnull, "w") as quiet:
+            async with stdio_client(params, errlog=quiet) as streams, \
+                    ClientSession(streams[0], streams[1]) as session:
+                await session.initialize()
+                for n in range(samples + 2):  # two to warm up
+                    started = time.perf_counter()
+                    await session.call_tool("context_store", {"task_id": "B", "key": "k",
+                                                              "value": str(n)})
+                    await session.call_tool("context_get", {"task_id": "B", "key": "k"})
+                    took.append((time.perf_counter() - started) * 1000)
+        return took[2:]
+
+    return anyio.run(run)
+
+
+def through_cli(project: Path, env: dict, samples: int) -> list[float]:
+    took = []
+    for n in range(samples):
+        started = time.perf_counter()
+        for args in (("store", "--value", str(n)), ("get",)):
+            subprocess.run([sys.executable, "-m", "cfn", "context", args[0], "--task-id", "B",
+                            "--key", "k", *args[1:]], cwd=project, env=env, check=True,
+                           stdout=subprocess.DEVNULL)
+        took.append((time.perf_counter() - started) * 1000)
+    return took
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=50)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        sock = root / "redis.sock"
+        server = subprocess.Popen([embedded.server_binary(), "--port", "0", "--unixsocket",
+                                   str(sock), "--save", "", "--appendonly", "no"],
+                                  stdout=subprocess.DEVNULL)
+        while not embedded.accepting(sock):
+            time.sleep(0.01)
+        project = root / "project"
+        (project / ".git").mkdir(parents=True)
+        env = {**os.environ, "REDIS_URL": f"unix://{sock}", "CFN_HOME": str(project / ".cfn")}
+        try:
+            mcp = through_mcp(project, env, args.samples)
+            cli = through_cli(project, env, args.samples)
+        finally:
+            server.terminate()
+    mcp_p50, cli_p50 = statistics.median(mcp), statistics.median(cli)
+    print(f"context store + get, p50 of {args.samples}: MCP tool calls {mcp_p50:.1f} ms, "
+          f"CLI processes {cli_p50:.1f} ms (MCP/CLI {mcp_p50 / cli_p50:.2f}x)")
+
+
+if __name__ == "__main__":
+    main()

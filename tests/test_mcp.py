@@ -1,0 +1,116 @@
+"""`cfn mcp serve`, driven over stdio by the MCP SDK's own client against the real test
+Redis: the tools and their schemas, coordination through them, an agent spawned and its
+result collected, and a server run as an agent that stays inside its task."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import anyio
+import pytest
+from mcp.client.session import ClientSession
+from mcp.client.stdio import StdioServerParameters, stdio_client
+
+pytestmark = pytest.mark.usefixtures("reap_supervisors")
+
+
+def call(project, env, steps):
+    """Run `steps(session)` against a fresh `cfn mcp serve` in `project`; its result."""
+    async def run():
+        params = StdioServerParameters(command=sys.executable, args=["-m", "cfn", "mcp",
+                                                                     "serve"],
+                                       env=env, cwd=str(project))
+        with open(os.devnull, "w") as quiet:
+            async with stdio_client(params, errlog=quiet) as streams, \
+                    ClientSession(streams[0], streams[1]) as session:
+                await session.initialize()
+                return await steps(session)
+
+    return anyio.run(run)
+
+
+def text(result) -> str:
+    return result.content[0].text
+
+
+def test_the_tools_are_listed_with_schemas_a_model_can_act_on(project, env):
+    async def steps(session):
+        return (await session.list_tools()).tools
+
+    tools = {tool.name: tool for tool in call(project, env, steps)}
+    assert {"context_store", "context_get", "signal_send", "signal_wait", "report",
+            "collect_results", "barrier_signal", "barrier_wait", "spawn_agent"} <= set(tools)
+    schema = tools["collect_results"].input_schema
+    assert set(schema["required"]) == {"task_id", "expected"}
+    assert schema["properties"]["threshold"]["type"] == "number"
+    assert all(tool.description for tool in tools.values())
+
+
+def test_coordination_through_the_tools_reaches_the_cli_and_errors_keep_their_meaning(
+        project, env, cfn):
+    async def steps(session):
+        stored = await session.call_tool("context_store",
+                                         {"task_id": "T1", "key": "plan", "value": "v1"})
+        sent = await session.call_tool("signal_send",
+                                       {"task_id": "T1", "channel": "go", "payload": "now"})
+        missing = await session.call_tool("context_get", {"task_id": "T1", "key": "nope"})
+        bad = await session.call_tool("context_get", {"task_id": "a b", "key": "k"})
+        return stored, sent, missing, bad
+
+    stored, sent, missing, bad = call(project, env, steps)
+    assert not stored.is_error and not sent.is_error
+    assert cfn("context", "get", "--task-id", "T1", "--key", "plan").stdout.strip() == "v1"
+    waited = cfn("signal", "wait", "--task-id", "T1", "--channel", "go", "--timeout", "5")
+    assert waited.returncode == 0 and waited.stdout.strip() == "now"
+    assert missing.is_error and "(exit 1)" in text(missing)
+    assert bad.is_error and "invalid task ID" in text(bad) and "(exit 2)" in text(bad)
+
+
+def test_an_operator_spawns_an_agent_and_collects_its_result(project, env):
+    script = ('import json; print(json.dumps({"confidence": 0.9, '
+              '"deliverables": ["x.py"]}))')
+
+    async def steps(session):
+        spawned = await session.call_tool("spawn_agent", {
+            "task_id": "T1", "agent_id": "box-1", "profile": "script",
+            "command": [sys.executable, "-c", script], "timeout": 60})
+        collected = await session.call_tool("collect_results", {
+            "task_id": "T1", "expected": 1, "threshold": 1.0, "timeout": 30})
+        return spawned, collected
+
+    spawned, collected = call(project, env, steps)
+    assert not spawned.is_error, text(spawned)
+    record = json.loads(text(spawned))["record"]
+    assert record["status"] == "success" and record["confidence"] == 0.9
+    result = json.loads(text(collected))
+    assert result["met"] and result["count"] == 1
+
+
+def test_a_server_run_as_an_agent_stays_inside_its_task(project, env):
+    agent = {**env, "CFN_AGENT_ID": "coder-1", "CFN_TASK_ID": "T1"}
+
+    async def steps(session):
+        return [await session.call_tool(name, arguments) for name, arguments in (
+            ("context_store", {"task_id": "T2", "key": "k", "value": "v"}),
+            ("signal_wait", {"task_id": "T2", "channel": "c", "timeout": 0}),
+            ("report", {"task_id": "T1", "agent_id": "someone-else", "confidence": 1.0}),
+            ("spawn_agent", {"task_id": "T1", "agent_id": "box-2", "profile": "script",
+                             "command": ["true"]}),
+        )]
+
+    other_task, other_wait, other_name, spawn = call(project, agent, steps)
+    for refused in (other_task, other_wait):
+        assert refused.is_error and "may not touch task T2" in text(refused)
+    assert other_name.is_error and "reports only as itself (coder-1)" in text(other_name)
+    assert spawn.is_error and "agents may not spawn" in text(spawn)
+
+
+def test_mcp_config_prints_what_claude_code_adds(cfn):
+    got = cfn("mcp", "config")
+    document = json.loads(got.stdout)
+    assert got.returncode == 0 and document["args"] == ["mcp", "serve"]
+    assert document["type"] == "stdio" and document["command"]
+    assert subprocess.run([document["command"], "--help"], capture_output=True).returncode == 0
