@@ -77,7 +77,8 @@ HEAVY = {("spawn-agent",), ("loop", "run"), ("loop", "resume"), ("demo",), ("ima
 # commands that read no setting (they talk to the container engine alone), so a setting's
 # bad value in the environment is not theirs to refuse
 NO_SETTINGS = {("session", "ls"), ("session", "stop"),  # nor do shell completion scripts
-               ("completion", "bash"), ("completion", "zsh"), ("completion", "fish")}
+               ("completion", "bash"), ("completion", "zsh"), ("completion", "fish"),
+               ("mcp", "config")}  # it prints where cfn is, reading no setting
 # parameters whose size is limited by CFN_MAX_PAYLOAD
 PAYLOADS = {(("signal", "send"), "payload"), (("barrier", "signal"), "payload"),
             (("context", "store"), "value"), (("results", "report"), "result")}

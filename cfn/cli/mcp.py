@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cfn.cli._common import print_json
+from cfn.cli._common import config_of, print_json
 from cfn.errors import InvalidInput
 
 
@@ -23,9 +23,11 @@ def _require() -> None:
 
 
 @mcp_group.command()
-def serve() -> None:
+@click.pass_context
+def serve(ctx) -> None:
     """Serve MCP over stdin and stdout (an MCP client starts it; it is not for a terminal)."""
     _require()
+    config_of(ctx)  # a bad setting is said now, not on the first tool call
     from cfn.mcp.server import serve as run
 
     run()
