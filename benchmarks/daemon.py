@@ -27,23 +27,13 @@ from pathlib import Path
 import redis
 from rq import Queue
 from rq.job import Job
-
-from cfn import embedded
+from scratch import redis_and_project
 
 NOOP = "benchmarks.daemon.noop"
 
 
 def noop() -> None:
     """rq's job: nothing at all."""
-
-
-def start_redis(directory: Path) -> tuple[subprocess.Popen, str]:
-    sock = directory / "redis.sock"
-    proc = subprocess.Popen([embedded.server_binary(), "--port", "0", "--unixsocket", str(sock),
-                             "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
-    while not embedded.accepting(sock):
-        time.sleep(0.01)
-    return proc, f"unix://{sock}"
 
 
 def rq_workers(url: str, queue: str, count: int) -> list[subprocess.Popen]:
@@ -93,14 +83,11 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=200)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        server, url = start_redis(root)
+        server, _sock, project, env = redis_and_project(Path(tmp))
+        url = env["REDIS_URL"]
         conn = redis.Redis.from_url(url)
-        project = root / "project"
-        (project / ".git").mkdir(parents=True)
         (project / "app.py").write_text("import os\n")
-        env = {**os.environ, "REDIS_URL": url, "CFN_HOME": str(project / ".cfn"),
-               "CFN_DAEMON_MAX_CONCURRENT": "2", "CFN_DAEMON_QUEUE": "bench"}
+        env.update(CFN_DAEMON_MAX_CONCURRENT="2", CFN_DAEMON_QUEUE="bench")
         workers = rq_workers(url, "plain", 2)
         subprocess.run([sys.executable, "-m", "cfn", "daemon", "start", "--no-schedule"],
                        cwd=project, env=env, check=True, stdout=subprocess.DEVNULL)

@@ -19,8 +19,7 @@ from pathlib import Path
 import anyio
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
-
-from cfn import embedded
+from scratch import redis_and_project
 
 
 def through_mcp(project: Path, env: dict, samples: int) -> list[float]:
@@ -61,16 +60,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=50)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        sock = root / "redis.sock"
-        server = subprocess.Popen([embedded.server_binary(), "--port", "0", "--unixsocket",
-                                   str(sock), "--save", "", "--appendonly", "no"],
-                                  stdout=subprocess.DEVNULL)
-        while not embedded.accepting(sock):
-            time.sleep(0.01)
-        project = root / "project"
-        (project / ".git").mkdir(parents=True)
-        env = {**os.environ, "REDIS_URL": f"unix://{sock}", "CFN_HOME": str(project / ".cfn")}
+        server, _sock, project, env = redis_and_project(Path(tmp))
         try:
             mcp = through_mcp(project, env, args.samples)
             cli = through_cli(project, env, args.samples)

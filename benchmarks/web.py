@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
 import shutil
 import socket
 import statistics
@@ -25,8 +24,7 @@ import time
 from pathlib import Path
 
 import redis
-
-from cfn import embedded
+from scratch import redis_and_project
 
 TASK = "bench"
 CLIENT = r"""
@@ -72,15 +70,7 @@ def main() -> None:
 
 
 def run(root: Path, args) -> None:
-    sock = root / "redis.sock"
-    server = subprocess.Popen([embedded.server_binary(), "--port", "0", "--unixsocket",
-                               str(sock), "--save", "", "--appendonly", "no"],
-                              stdout=subprocess.DEVNULL)
-    while not embedded.accepting(sock):
-        time.sleep(0.01)
-    project = root / "project"
-    (project / ".git").mkdir(parents=True)
-    env = {**os.environ, "REDIS_URL": f"unix://{sock}", "CFN_HOME": str(project / ".cfn")}
+    server, sock, project, env = redis_and_project(root)
     cfn = [sys.executable, "-m", "cfn"]
     token = subprocess.run([*cfn, "token", "issue", "--agent-id", "op", "--task-id", TASK,
                             "--role", "operator"], cwd=project, env=env, check=True,
