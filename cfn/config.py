@@ -2,8 +2,9 @@
 
 The project file is `cfn.toml` at the project root: flat `name = value` pairs
 using the setting names below, plus `[providers.NAME]` tables (base_url, model and
-key_env, the *name* of the variable holding the key). `cfn config` prints each value
-and its source.
+key_env, the *name* of the variable holding the key) and an `[mcp]` table (which MCP
+servers an agent's skills give it: `[mcp.skills]` and `[mcp.servers.NAME]`). `cfn config`
+prints each value and its source.
 """
 
 from __future__ import annotations
@@ -159,6 +160,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("agent_acl", ("CFN_AGENT_ACL",), True,
             "give each agent a Redis ACL user limited to its task's keys (off: agents connect "
             "with no credentials, so only a Redis that lets anyone in serves them)", _switch),
+    Setting("agent_mcp", ("CFN_AGENT_MCP",), True,
+            "give Claude agents cfn's own MCP server (a process beside each; off: they "
+            "coordinate through the skill scripts only)", _switch),
     Setting("agent_id", ("CFN_AGENT_ID",), None,
             "the agent this process runs as (cfn sets it for the agents it spawns)"),
     Setting("agent_token", ("CFN_TOKEN",), None,
@@ -249,6 +253,30 @@ PROVIDER_FIELDS = ("base_url", "model", "key_env", "auth")
 
 
 @dataclass(frozen=True)
+class McpTable:
+    """Which MCP servers an agent gets: `skills` maps a profile's skill to server names,
+    `servers` holds each server as Claude Code's --mcp-config entry (stdio: command, args,
+    env; http or sse: url, headers). cfn adds each agent's signed token when it spawns it."""
+
+    skills: Mapping[str, tuple[str, ...]]
+    servers: Mapping[str, Mapping[str, object]]
+
+
+# the seed's skill-based routing, to the servers of its MCP network
+DEFAULT_MCP_SKILLS = {"browser-automation": ("playwright",), "redis-management": ("redis-tools",),
+                      "workflow-automation": ("n8n",), "security-scanning": ("security-scanner",)}
+DEFAULT_MCP_SERVERS = {
+    "playwright": {"type": "http", "url": "http://mcp-playwright:8081/mcp"},
+    "redis-tools": {"type": "http", "url": "http://mcp-redis-tools:8082/mcp"},
+    "n8n": {"type": "http", "url": "http://mcp-n8n:8083/mcp"},
+    "security-scanner": {"type": "http", "url": "http://mcp-security:8084/mcp"},
+}
+MCP_SERVER_FIELDS = {"stdio": ("type", "command", "args", "env"),
+                     "http": ("type", "url", "headers"), "sse": ("type", "url", "headers")}
+OWN_MCP_SERVER = "cfn"  # cfn's own, which every Claude agent gets
+
+
+@dataclass(frozen=True)
 class Config:
     """Resolved settings. `sources[name]` says where each value came from; provider
     fields appear there as `providers.NAME.FIELD`."""
@@ -258,6 +286,8 @@ class Config:
     values: Mapping[str, object]
     sources: Mapping[str, str]
     providers: Mapping[str, Provider] = field(default_factory=dict)
+    mcp: McpTable = field(default_factory=lambda: McpTable(DEFAULT_MCP_SKILLS,
+                                                           DEFAULT_MCP_SERVERS))
 
     def __getattr__(self, name: str) -> object:
         try:
@@ -287,13 +317,16 @@ class Config:
         """A JSON-able copy (secrets included) for a trusted process of ours, on a pipe."""
         return {"root": str(self.root), "home": str(self.home), "values": dict(self.values),
                 "sources": dict(self.sources),
-                "providers": {name: asdict(p) for name, p in self.providers.items()}}
+                "providers": {name: asdict(p) for name, p in self.providers.items()},
+                "mcp": asdict(self.mcp)}
 
     @classmethod
     def from_dict(cls, data: Mapping) -> Config:
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in data["values"].items()}
+        mcp = data["mcp"]
         return cls(Path(data["root"]), Path(data["home"]), values, data["sources"],
-                   {name: Provider(**p) for name, p in data["providers"].items()})
+                   {name: Provider(**p) for name, p in data["providers"].items()},
+                   McpTable({k: tuple(v) for k, v in mcp["skills"].items()}, mcp["servers"]))
 
 
 def mask_url(url: str) -> str:
@@ -354,7 +387,7 @@ def read_toml(path: Path, what: str) -> dict:
 
 def _read_file(path: Path) -> dict[str, object]:
     data = read_toml(path, "cannot read")
-    unknown = sorted(set(data) - set(_BY_NAME) - {"home", "providers"})
+    unknown = sorted(set(data) - set(_BY_NAME) - {"home", "providers", "mcp"})
     if unknown:
         raise InvalidInput(
             f"{path}: unknown setting(s) {', '.join(unknown)}; known: "
@@ -410,7 +443,64 @@ def resolve(
     home, sources["home"] = _home(env, file_values, root, config_path)
     values["home"] = str(home)
     providers = _providers(env, file_values.get("providers", {}), config_path, sources)
-    return Config(root=root, home=home, values=values, sources=sources, providers=providers)
+    return Config(root=root, home=home, values=values, sources=sources, providers=providers,
+                  mcp=_mcp(file_values.get("mcp", {}), f"{config_path} [mcp]"))
+
+
+def _mcp(table: object, where: str) -> McpTable:
+    """The seed's skills and servers, each overridden by the project's [mcp.skills] and
+    [mcp.servers.NAME] entries; every skill must name servers that exist."""
+    from cfn.ids import validate_id
+
+    def fail(message: str) -> InvalidInput:
+        return InvalidInput(f"{where}: {message}")
+
+    if not isinstance(table, dict) or set(table) - {"skills", "servers"}:
+        raise fail("holds only [mcp.skills] (skill = [server names]) and "
+                   "[mcp.servers.NAME] tables")
+    skills, servers = dict(DEFAULT_MCP_SKILLS), dict(DEFAULT_MCP_SERVERS)
+    for name, entry in _table(table.get("skills", {}), "mcp.skills", fail).items():
+        validate_id(name, "MCP skill")
+        if not isinstance(entry, list) or not all(isinstance(s, str) for s in entry):
+            raise fail(f"skill {name} must list server names, e.g. {name} = [\"playwright\"]")
+        skills[name] = tuple(entry)
+    for name, entry in _table(table.get("servers", {}), "mcp.servers", fail).items():
+        validate_id(name, "MCP server")
+        if name == OWN_MCP_SERVER:
+            raise fail(f"server {name} is cfn's own; name yours otherwise")
+        servers[name] = _mcp_server(name, entry, fail)
+    for skill, names in skills.items():
+        if missing := [n for n in names if n not in servers]:
+            raise fail(f"skill {skill} names server(s) {', '.join(missing)} that no "
+                       "[mcp.servers.NAME] table defines")
+    return McpTable(skills, servers)
+
+
+def _table(value: object, name: str, fail: Callable[[str], InvalidInput]) -> dict:
+    if not isinstance(value, dict):
+        raise fail(f"{name} must be a table")
+    return value
+
+
+def _mcp_server(name: str, entry: object, fail: Callable[[str], InvalidInput]) -> dict:
+    """A server entry as Claude Code reads it: stdio needs a command, http and sse a url."""
+    entry = _table(entry, f"mcp.servers.{name}", fail)
+    kind = entry.get("type", "http" if "url" in entry else "stdio")
+    if kind not in MCP_SERVER_FIELDS:
+        raise fail(f"server {name}: type must be one of {', '.join(MCP_SERVER_FIELDS)}")
+    if unknown := sorted(set(entry) - set(MCP_SERVER_FIELDS[kind])):
+        raise fail(f"server {name} ({kind}): unknown field(s) {', '.join(unknown)}; use "
+                   f"{', '.join(MCP_SERVER_FIELDS[kind])}")
+    needed = "command" if kind == "stdio" else "url"
+    if not isinstance(entry.get(needed), str) or not entry[needed]:
+        raise fail(f"server {name} ({kind}) needs a {needed}")
+    if not all(isinstance(a, str) for a in entry.get("args", [])):
+        raise fail(f"server {name}: args must be a list of strings (argv, no shell)")
+    for field_name in ("env", "headers"):
+        values = _table(entry.get(field_name, {}), f"server {name}'s {field_name}", fail)
+        if not all(isinstance(v, str) for v in values.values()):
+            raise fail(f"server {name}: every value of {field_name} must be text")
+    return {**entry, "type": kind}
 
 
 def _providers(env: Mapping[str, str], file_table: object, config_path: Path,

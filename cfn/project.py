@@ -351,6 +351,17 @@ class Project:
         return orchestrator_alive(self, task_id)
 
     @_backend_errors
+    def loop_status(self, task_id: str) -> dict | None:
+        """Where the task's loop stands (status, last decided iteration, running agents, and
+        whether a live process drives it); None if it never ran."""
+        from cfn.loop import store
+
+        found = store.status(self.db, task_id)
+        if found is not None:
+            found["orchestrator_alive"] = self.loop_orchestrated(task_id)
+        return found
+
+    @_backend_errors
     def ended_loop(self, task_id: str) -> LoopReport | None:
         """The final report of the task's loop if it ended (PROCEED, ABORT, the iteration
         limit or the budget), None if it runs or was never run; publishes what its

@@ -57,8 +57,9 @@ def _read_secret(path: Path) -> str:
 
 
 def issue(secret: str, *, agent_id: str, task_id: str, ttl: float = 3600,
-          role: str = "agent") -> str:
-    """A token for `agent_id` on `task_id`, valid for `ttl` seconds."""
+          role: str = "agent", audience: str = AUDIENCE) -> str:
+    """A token for `agent_id` on `task_id`, valid for `ttl` seconds, for `audience` (cfn's
+    own services, or one MCP server: mcp_audience)."""
     import jwt
 
     now = int(time.time())
@@ -66,7 +67,7 @@ def issue(secret: str, *, agent_id: str, task_id: str, ttl: float = 3600,
         "sub": validate_id(agent_id, "agent ID"),
         "task_id": validate_id(task_id, "task ID"),
         "role": validate_id(role, "role"),
-        "aud": AUDIENCE,
+        "aud": audience,
         "iss": ISSUER,
         "iat": now,
         # whole seconds, rounded up: a lifetime under one second is one, never none
@@ -76,19 +77,24 @@ def issue(secret: str, *, agent_id: str, task_id: str, ttl: float = 3600,
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
-def verify(secret: str, token: str) -> dict:
+def mcp_audience(server: str) -> str:
+    """The audience of an agent's token for one MCP server: it is refused by every other."""
+    return f"cfn-mcp:{server}"
+
+
+def verify(secret: str, token: str, audience: str = AUDIENCE) -> dict:
     """The token's claims; NegativeOutcome saying why if it is not valid."""
     import jwt
 
     try:
         return jwt.decode(
-            token.strip(), secret, algorithms=[ALGORITHM], audience=AUDIENCE, issuer=ISSUER,
+            token.strip(), secret, algorithms=[ALGORITHM], audience=audience, issuer=ISSUER,
             options={"require": ["exp", "sub", "aud", "task_id"]},
         )
     except jwt.ExpiredSignatureError:
         raise NegativeOutcome("token expired") from None
     except jwt.InvalidAudienceError:
-        raise NegativeOutcome(f"token is not for audience {AUDIENCE!r}") from None
+        raise NegativeOutcome(f"token is not for audience {audience!r}") from None
     except jwt.InvalidSignatureError:
         raise NegativeOutcome("token signature does not match: tampered or another secret")\
             from None

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+import sys
 import threading
 import time
 
@@ -226,3 +227,62 @@ def test_the_log_shows_each_event_while_the_agent_works(cfn, claude_env, quick_c
     assert record["input_tokens"] == result["usage"]["input_tokens"] > 0
     assert record["output_tokens"] == result["usage"]["output_tokens"] > 0
     assert record["cost_usd"] == result["total_cost_usd"] > 0
+
+
+PROBE_SERVER = '''
+import os
+from mcp.server.mcpserver import MCPServer
+
+server = MCPServer("probe")
+
+
+@server.tool()
+def token() -> str:
+    """The token this server was given for the agent."""
+    return os.environ.get("CFN_MCP_TOKEN", "none")
+
+
+server.run("stdio")
+'''
+
+
+def test_a_claude_agent_coordinates_through_mcp_servers_given_by_its_skills(
+        cfn, claude_env, project):
+    """The real claude CLI is given cfn's own MCP server and, for its profile's skill, a
+    project's server (--mcp-config); the stand-in model calls their tools. cfn's signal
+    reaches a waiter on the host, cfn's server refuses another task, and the skill's server
+    got a token signed for it, for this agent and task."""
+    (project / "probe.py").write_text(PROBE_SERVER)
+    (project / "cfn.toml").write_text(
+        '[mcp.skills]\nprobing = ["probe"]\n\n'
+        f'[mcp.servers.probe]\ncommand = "{sys.executable}"\nargs = ["{project}/probe.py"]\n')
+    (project / "agents").mkdir()
+    (project / "agents" / "prober.toml").write_text(
+        'id = "prober"\nname = "Prober"\nkind = "claude"\ntimeout = 120\nmax_retries = 0\n'
+        'skills = ["probing"]\n')
+    model = Standin(tool_calls=[
+        ("mcp__cfn__signal_send", {"task_id": "T7", "channel": "ready", "payload": "by-mcp"}),
+        ("mcp__cfn__context_store", {"task_id": "T8", "key": "k", "value": "v"}),
+        ("mcp__probe__token", {}),
+    ], reply='Sent.\n{"confidence": 0.8}').start()
+    try:
+        got = cfn("spawn-agent", "prober-1", "T7", "cli", "zai", "--prompt", "signal ready",
+                  "--json", timeout=60,
+                  extra_env={**claude_env, "CFN_PROVIDER_ZAI_BASE_URL": model.url})
+        assert got.returncode == 0, got.stderr
+        waited = cfn("signal", "wait", "--task-id", "T7", "--channel", "ready", "--timeout",
+                     "90")
+        assert (waited.returncode, waited.stdout) == (0, "by-mcp\n"), model.tool_results
+        done = cfn("agents", "wait", "--task-id", "T7", "--json", timeout=120)
+        record = json.loads(done.stdout)["records"]["prober-1"]
+        assert record["status"] == "success", (record, model.tool_results)
+    finally:
+        model.stop()
+    sent, refused, given = model.tool_results
+    assert "may not touch task T8" in refused
+    token = json.loads(given)["result"]
+    claims = cfn("token", "verify", "--mcp-server", "probe", "--json", input=token)
+    assert claims.returncode == 0, claims.stderr + token
+    assert (json.loads(claims.stdout)["sub"], json.loads(claims.stdout)["task_id"]) == \
+        ("prober-1", "T7")
+    assert cfn("token", "verify", input=token).returncode == 1  # not a token for cfn itself

@@ -111,6 +111,83 @@ def test_a_server_run_as_an_agent_stays_inside_its_task(project, env):
 def test_mcp_config_prints_what_claude_code_adds(cfn):
     got = cfn("mcp", "config")
     document = json.loads(got.stdout)
-    assert got.returncode == 0 and document["args"] == ["mcp", "serve"]
-    assert document["type"] == "stdio" and document["command"]
-    assert subprocess.run([document["command"], "--help"], capture_output=True).returncode == 0
+    assert got.returncode == 0 and document["args"][-2:] == ["mcp", "serve"]
+    assert document["type"] == "stdio"
+    started = subprocess.run([document["command"], *document["args"], "--help"],
+                             capture_output=True, text=True)
+    assert started.returncode == 0 and "Serve MCP over stdin" in started.stdout
+
+
+def skilled_project(project, mapping: str = "") -> None:
+    (project / "agents").mkdir(exist_ok=True)
+    (project / "agents" / "prober.toml").write_text(
+        'id = "prober"\nname = "Prober"\nkind = "claude"\nskills = ["browser-automation", '
+        '"probing"]\n')
+    (project / "cfn.toml").write_text(mapping or (
+        '[mcp.skills]\nprobing = ["probe", "playwright"]\n\n'
+        '[mcp.servers.probe]\ncommand = "/usr/bin/probe"\nargs = ["--fast"]\n'
+        'env = {MODE = "test"}\n'))
+
+
+def test_a_spawned_agent_is_given_cfn_and_its_skills_servers_with_tokens_by_reference(
+        project, cfn):
+    skilled_project(project)
+    got = cfn("spawn-agent", "prober-1", "T1", "--prompt", "look", "--dry-run", "--json",
+              extra_env={"ANTHROPIC_API_KEY": "sk-ant-0123456789"})
+    assert got.returncode == 0, got.stderr
+    run = json.loads(got.stdout)[0]
+    argv = run["argv"]
+    document = json.loads(argv[argv.index("--mcp-config") + 1])
+    assert argv[argv.index("--mcp-config") + 2] == "--strict-mcp-config"
+    servers = document["mcpServers"]
+    assert list(servers) == ["cfn", "playwright", "probe"]  # each server once, in skill order
+    assert servers["cfn"]["args"] == ["-m", "cfn", "mcp", "serve"]
+    assert servers["playwright"]["headers"] == {
+        "Authorization": "Bearer ${CFN_MCP_PLAYWRIGHT_TOKEN}"}  # the seed's default table
+    assert servers["probe"] == {"type": "stdio", "command": "/usr/bin/probe", "args": ["--fast"],
+                                "env": {"MODE": "test", "CFN_MCP_TOKEN": "${CFN_MCP_PROBE_TOKEN}"}}
+    allowed = argv[argv.index("--allowedTools") + 1].split(",")
+    assert {"mcp__cfn", "mcp__playwright", "mcp__probe"} <= set(allowed)
+    # the tokens are in the agent's environment only, and secret there
+    assert run["env"]["CFN_MCP_PROBE_TOKEN"] == run["env"]["CFN_MCP_PLAYWRIGHT_TOKEN"] == \
+        "<redacted>"
+    shown = cfn("mcp", "config", "--profile", "prober")
+    assert json.loads(shown.stdout) == document
+
+
+def test_the_mcp_servers_an_agent_gets_can_be_turned_off_but_cfns_own(project, cfn):
+    skilled_project(project)
+    got = cfn("spawn-agent", "prober-1", "T1", "--prompt", "look", "--dry-run", "--json",
+              extra_env={"ANTHROPIC_API_KEY": "sk-ant-0123456789", "CFN_AGENT_MCP": "off"})
+    argv = json.loads(got.stdout)[0]["argv"]
+    assert list(json.loads(argv[argv.index("--mcp-config") + 1])["mcpServers"]) == \
+        ["playwright", "probe"]
+    plain = cfn("spawn-agent", "coder-1", "T1", "--prompt", "x", "--dry-run", "--json",
+                extra_env={"ANTHROPIC_API_KEY": "sk-ant-0123456789", "CFN_AGENT_MCP": "off"})
+    assert "--mcp-config" not in json.loads(plain.stdout)[0]["argv"]  # no server: no flag
+
+
+@pytest.mark.parametrize(("mapping", "said"), [
+    ('[mcp.skills]\nprobing = ["nowhere"]\n', "names server(s) nowhere that no"),
+    ('[mcp.servers.probe]\nurl = "http://x"\ncommand = "y"\n',
+     "server probe (http): unknown field(s) command"),
+    ('[mcp.servers.cfn]\ncommand = "y"\n', "server cfn is cfn's own"),
+    ('[mcp.servers.probe]\ntype = "stdio"\n', "server probe (stdio) needs a command"),
+    ('[mcp]\nservers = 3\n', "mcp.servers must be a table"),
+    ('[mcp.skills]\nprobing = "probe"\n', "skill probing must list server names"),
+])
+def test_a_bad_mcp_table_is_refused_before_anything_starts(project, cfn, mapping, said):
+    skilled_project(project, mapping)
+    got = cfn("spawn-agent", "prober-1", "T1", "--prompt", "look")
+    assert got.returncode == 2 and said in got.stderr, got.stderr
+    assert len(got.stderr.strip().splitlines()) == 1
+    assert not (project / ".cfn" / "agents").exists()
+
+
+def test_a_profile_with_a_skill_no_server_serves_is_refused(project, cfn):
+    skilled_project(project, '[mcp.skills]\nother = ["playwright"]\n')
+    got = cfn("spawn-agent", "prober-1", "T1", "--prompt", "look",
+              extra_env={"ANTHROPIC_API_KEY": "sk-ant-0123456789"})
+    assert got.returncode == 2
+    assert "agent profile prober: skill 'probing' maps to no MCP server" in got.stderr
+    assert not (project / ".cfn" / "agents").exists()

@@ -32,7 +32,7 @@ CLAUDE_COMMAND = (
 )
 _FIELDS = {"id", "name", "role", "kind", "provider", "model", "temperature", "max_tokens",
            "timeout", "memory", "cpus", "instructions", "command", "fallback", "max_retries",
-           "permission_mode", "tools"}
+           "permission_mode", "tools", "skills"}
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,9 @@ class Profile:
     permission_mode: str | None = None
     # Claude Code tools the agent may use besides the coordination skills, e.g. "Edit"
     tools: tuple[str, ...] = ("Read", "Glob", "Grep")
+    # the seed's agent skills, e.g. "browser-automation": which MCP servers the agent gets
+    # besides cfn's own ([mcp.skills] of cfn.toml maps them; cfn.mcp.agents)
+    skills: tuple[str, ...] = ()
     source: str = field(default="", compare=False)
 
     def to_data(self) -> dict:
@@ -63,14 +66,19 @@ class Profile:
 
         data = {k: v for k, v in asdict(self).items() if v is not None and k != "source"}
         return {**data, "command": list(self.command), "fallback": list(self.fallback),
-                "tools": list(self.tools)}
+                "tools": list(self.tools), "skills": list(self.skills)}
 
-    def argv(self, **values: str) -> list[str]:
-        """The command with its placeholders filled in (no shell involved)."""
-        template = self.command or (CLAUDE_COMMAND if self.kind == "claude" else ())
-        if self.kind == "claude" and self.permission_mode and not self.command:
-            template = (*template[:-1], "--permission-mode", self.permission_mode, template[-1])
-        return [part.format_map(values) for part in template]
+    def argv(self, mcp_config: str = "", **values: str) -> list[str]:
+        """The command with its placeholders filled in (no shell involved); Claude's own gets
+        the MCP servers of `mcp_config` (JSON), and only those."""
+        if self.command or self.kind != "claude":
+            return [part.format_map(values) for part in self.command]
+        *flags, prompt = (part.format_map(values) for part in CLAUDE_COMMAND)
+        if self.permission_mode:
+            flags += ["--permission-mode", self.permission_mode]
+        if mcp_config:  # --mcp-config takes several values: the next flag ends them
+            flags += ["--mcp-config", mcp_config, "--strict-mcp-config"]
+        return [*flags, prompt]
 
 
 def shipped_dir() -> Path:
@@ -111,14 +119,17 @@ def parse(data: dict, source: str) -> Profile:
     tools = data.get("tools", list(Profile.tools))
     if not isinstance(tools, list) or not all(isinstance(t, str) and t for t in tools):
         raise fail('tools must be a list of Claude Code tool rules, e.g. ["Read", "Edit"]')
+    skills = data.get("skills", [])
+    if not isinstance(skills, list) or not all(isinstance(k, str) and k for k in skills):
+        raise fail('skills must be a list of skill names, e.g. ["browser-automation"]')
     bad = set().union(*map(_placeholders, command)) - PLACEHOLDERS if command else set()
     if bad:
         raise fail(f"command uses unknown placeholder(s) {', '.join(sorted(bad))}; "
                    f"available: {', '.join(sorted(PLACEHOLDERS))}")
     return Profile(
-        **{k: v for k, v in data.items() if k not in ("command", "fallback", "tools")},
+        **{k: v for k, v in data.items() if k not in ("command", "fallback", "tools", "skills")},
         command=tuple(command), fallback=tuple(data.get("fallback", ())), tools=tuple(tools),
-        source=source,
+        skills=tuple(skills), source=source,
     )
 
 

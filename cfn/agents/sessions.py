@@ -15,14 +15,18 @@ import fcntl
 import secrets
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cfn import validate
 from cfn.agents.runtimes.container import client
 from cfn.errors import InvalidInput, NegativeOutcome
 from cfn.ids import validate_id
+
+if TYPE_CHECKING:
+    from cfn.config import Config
 
 LABEL = "cfn.session"
 
@@ -84,6 +88,11 @@ def start(home: Path, *, image: str, timeout: float, workspace: Path | None = No
     return _describe(container)
 
 
+def get(session_id: str) -> Session:
+    """A running session; NegativeOutcome if there is none of that ID."""
+    return _describe(_container(session_id))
+
+
 def _container(session_id: str):
     label = f"{LABEL}={validate_id(session_id, 'session ID')}"
     found = client().containers.list(filters={"label": label})
@@ -115,6 +124,32 @@ def run(home: Path, session_id: str, argv: list[str],
                                   stdout=True, stderr=True)["Id"]
         yield from api.exec_start(exec_id, stream=True)
         yield int(api.exec_inspect(exec_id)["ExitCode"])
+
+
+# what Claude Code may do in a session: its container and the workspace are its whole world
+CLAUDE_TOOLS = "Read,Glob,Grep,Edit,Write"
+
+
+def ask_claude(config: Config, environ: Mapping[str, str], session_id: str, task: str) -> str:
+    """Claude Code, headless, on `task` in the session: its answer. The provider is routed as
+    for an agent; its key reaches the container in the exec's environment, never argv, and
+    the session gets no other credential."""
+    from cfn import routing
+    from cfn.agents.outcome import result_event
+
+    route = routing.select(config, environ)
+    resolved = routing.resolve(config.providers[route.chain[0]], environ)
+    env = routing.agent_env(resolved, None, {}, config.providers)
+    argv = ["claude", "-p", "--output-format", "json", "--allowedTools", CLAUDE_TOOLS, "--",
+            task]
+    *chunks, code = run(config.home, session_id, argv, env=env)
+    output = b"".join(chunks).decode(errors="replace")
+    event = result_event(output)
+    if code != 0 or not event or event.get("is_error"):
+        said = event.get("result") or output.strip()[-500:] or "no output"
+        raise NegativeOutcome(f"Claude Code failed in session {session_id} (exit {code}): "
+                              f"{said}")
+    return str(event.get("result", ""))
 
 
 def stop(session_id: str) -> None:

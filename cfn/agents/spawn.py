@@ -101,6 +101,13 @@ def _check(request: SpawnRequest, config: Config) -> tuple[profiles.Profile, Pat
                            "e.g. cfn spawn-agent tests-1 T --profile script -- pytest -q")
     if profile.kind == "claude" and not request.prompt:
         raise InvalidInput("a Claude agent needs a --prompt (its task)")
+    if profile.skills:
+        from cfn.mcp.agents import server_names
+
+        try:
+            server_names(config, profile.skills)
+        except InvalidInput as exc:
+            raise InvalidInput(f"agent profile {profile.id}: {exc}") from None
     workspace = (request.workspace or config.root).resolve()
     if not workspace.is_dir():
         raise InvalidInput(f"workspace {workspace} is not a directory")
@@ -297,6 +304,15 @@ def build_spec(config: Config, request: SpawnRequest, profile: profiles.Profile,
         agent_env["CFN_TEMPERATURE"] = str(profile.temperature)  # for agents that can use it
     if request.runtime != "process":
         agent_env["CFN_HOME"] = "/tmp/cfn"  # the host's state dir is not the agent's
+    mcp_servers = None
+    if profile.kind == "claude" and not (profile.command or request.command):
+        from cfn.mcp.agents import for_agent
+
+        given = for_agent(config, profile.skills, request.runtime, secret=secret,
+                          agent_id=request.agent_id, task_id=request.task_id,
+                          role=profile.role, ttl=timeout + 600)
+        agent_env.update(given.token_env)
+        mcp_servers = given.document
     return {
         "run_id": run_id, "task_id": request.task_id, "agent_id": request.agent_id,
         "profile": profile.to_data(), "profile_source": profile.source,
@@ -309,6 +325,7 @@ def build_spec(config: Config, request: SpawnRequest, profile: profiles.Profile,
         "instructions": profile.instructions.strip(), "command": list(request.command),
         "chain": list(route.chain), "phase": request.phase, "config": config.to_dict(),
         "agent_env": agent_env, "acl_user": acl_user.username if acl_user else None,
+        "mcp_servers": mcp_servers,
         "spawned_at": spawned_at, "environ": dict(os.environ),
         "record_nonce": secrets.token_hex(12),
     }

@@ -91,8 +91,11 @@ class AgentRun:
     def argv(self, provider: str | None, skills_dir: str) -> list[str]:
         if self.spec["command"]:
             return list(self.spec["command"])
-        allowed = [*self.profile.tools, *isolation.skill_rules(skills_dir)]
+        mcp_servers = self.spec.get("mcp_servers") or {"mcpServers": {}}
+        allowed = [*self.profile.tools, *isolation.skill_rules(skills_dir),
+                   *(f"mcp__{name}" for name in mcp_servers["mcpServers"])]
         return self.profile.argv(
+            mcp_config=json.dumps(mcp_servers) if mcp_servers["mcpServers"] else "",
             prompt=self.spec["prompt"], instructions=self.spec["instructions"],
             model=self.model(provider) if provider else "", workspace=self.spec["workspace"],
             task_id=self.spec["task_id"], agent_id=self.spec["agent_id"],

@@ -69,6 +69,7 @@ POSITIVE = Number(min=0, min_open=True, max=1e6)  # an amount: a budget in USD, 
 COUNT = click.IntRange(min=1, max=defaults.MAX_COUNT)  # agents, iterations, steps
 VERSION = click.IntRange(min=0, max=defaults.MAX_COUNT)  # a schema version
 TTL = click.IntRange(min=1, max=defaults.MAX_SECONDS)  # whole seconds, as Redis expires keys
+RUNTIME = click.Choice(["process", "container", "kubernetes"])  # cfn.agents.runtimes.RUNTIMES
 
 
 def task_id_option(f: Callable) -> Callable:

@@ -13,6 +13,7 @@ from cfn.cli import completers
 from cfn.cli._common import (
     LEASE,
     POSITIVE,
+    RUNTIME,
     SECONDS,
     checked_id,
     config_of,
@@ -45,7 +46,7 @@ class _TrailingCommand(click.Command):
 @click.argument("provider", required=False, callback=checked_id("provider"))
 @click.option("--profile", callback=checked_id("profile"), shell_complete=completers.profiles,
               help="Agent profile (default: AGENT_ID, or AGENT_ID without a trailing -N).")
-@click.option("--runtime", type=click.Choice(["process", "container", "kubernetes"]),
+@click.option("--runtime", type=RUNTIME,
               default="process", show_default=True,
               help="Where the agent runs: a local process, a container, a Kubernetes Job.")
 @click.option("--prompt", default="", help="The agent's task (Claude agents).")

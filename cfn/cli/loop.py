@@ -14,6 +14,7 @@ from cfn.cli._common import (
     COUNT,
     FRACTION,
     POSITIVE,
+    RUNTIME,
     checked_id,
     json_option,
     print_json,
@@ -51,7 +52,7 @@ def loop() -> None:
               help="Gate score needed, 0 to 1 (default: the mode's).")
 @click.option("--consensus-threshold", type=FRACTION,
               help="Validators' consensus needed, 0 to 1 (default: the mode's).")
-@click.option("--runtime", type=click.Choice(["process", "container", "kubernetes"]),
+@click.option("--runtime", type=RUNTIME,
               default="process", show_default=True, help="Where the loop's agents run.")
 @click.option("--workspace", type=click.Path(file_okay=False, exists=True, path_type=Path),
               help="Directory the agents work in (default: the project root).")
@@ -147,13 +148,9 @@ def _finish(ctx, report, as_json: bool) -> NoReturn:
 @click.pass_context
 def status(ctx, task_id, as_json) -> None:
     """Where TASK's loop stands: its status, last decision and running agents."""
-    from cfn.loop import store
-
-    project = project_of(ctx)
-    doc = store.status(project.db, task_id)
+    doc = project_of(ctx).loop_status(task_id)
     if doc is None:
         raise NegativeOutcome(f"no loop for task {task_id}")
-    doc["orchestrator_alive"] = project.loop_orchestrated(task_id)
     task, last, running = doc, doc["last_iteration"], doc["running_agents"]
     if as_json:
         print_json(doc)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cfn.cli._common import config_of, print_json
+from cfn.cli._common import RUNTIME, checked_id, config_of, print_json
 from cfn.errors import InvalidInput
 
 
@@ -34,12 +34,27 @@ def serve(ctx) -> None:
 
 
 @mcp_group.command()
-def config() -> None:
+@click.option("--profile", "profile_id", callback=checked_id("agent profile"),
+              help="Print instead the --mcp-config a spawned agent of this profile gets: "
+                   "cfn's own server and those its skills map to (tokens by reference).")
+@click.option("--runtime", type=RUNTIME, default="process", show_default=True,
+              help="With --profile: the runtime the agent would run on.")
+@click.pass_context
+def config(ctx, profile_id, runtime) -> None:
     """Print the JSON that adds cfn to Claude Code:
     claude mcp add-json cfn "$(cfn mcp config)"."""
-    import shutil
-    import sys
+    if profile_id is None:
+        from cfn.mcp.server import config as server_config
 
-    from cfn.mcp.server import config as server_config
+        print_json(server_config())
+        return
+    from cfn import tokens
+    from cfn.agents.profiles import get
+    from cfn.mcp.agents import for_agent
 
-    print_json(server_config(shutil.which("cfn") or f"{sys.executable} -m cfn"))
+    settings = config_of(ctx)
+    profile = get(profile_id, settings.root)
+    # a stand-in secret: the document names each token's variable, never a token
+    print_json(for_agent(settings, profile.skills, runtime, secret="x" * tokens.MIN_SECRET_BYTES,
+                         agent_id="preview", task_id="preview", role=profile.role,
+                         ttl=60).document)

@@ -52,16 +52,21 @@ def issue(ctx, agent_id, task_id, ttl, role, as_json) -> None:
 
 @token.command()
 @click.argument("value", metavar="[TOKEN]", required=False)
+@click.option("--mcp-server", callback=checked_id("MCP server"),
+              help="Check a token an agent was given for this MCP server (audience "
+                   "cfn-mcp:NAME) instead of one for cfn itself.")
 @json_option
 @click.pass_context
-def verify(ctx, value: str | None, as_json: bool) -> None:
+def verify(ctx, value: str | None, mcp_server: str | None, as_json: bool) -> None:
     """Check a token and print its claims; exit 1 with the reason if it is invalid.
 
     Reads the token from stdin when TOKEN is omitted (preferred: argv is visible to `ps`).
     """
     from cfn import tokens
 
-    claims = tokens.verify(_secret(ctx), value if value is not None else sys.stdin.read())
+    audience = tokens.mcp_audience(mcp_server) if mcp_server else tokens.AUDIENCE
+    claims = tokens.verify(_secret(ctx), value if value is not None else sys.stdin.read(),
+                           audience)
     if as_json:
         print_json(claims)
     else:

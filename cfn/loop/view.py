@@ -177,6 +177,25 @@ def follow(project: Project, task_id: str) -> Iterator[Event | None]:
                 return
 
 
+def events_after(project: Project, task_id: str, cursor: str, timeout: float
+                 ) -> tuple[list[dict], str]:
+    """The loop's events after `cursor` (a stream entry ID; "0": from the first), waiting up
+    to `timeout` seconds for one when there is none yet; and the cursor that follows them."""
+    key, r = keys.events(task_id), project.redis
+    deadline = time.monotonic() + timeout
+    found = streams.read_after(r, key, cursor, deadline, block=timeout > 0)
+    while not found and time.monotonic() < deadline:  # read_after waits a slice at a time
+        found = streams.read_after(r, key, cursor, deadline)
+    entries = found[0][1] if found else []
+    events = []
+    for entry_id, fields in entries:
+        event = _event(entry_id, fields)
+        events.append({"id": entry_id, "kind": event.kind, "iteration": event.iteration,
+                       "at": event.at, "data": event.data,
+                       "line": describe(task_id, event.kind, event.iteration, event.data)})
+    return events, entries[-1][0] if entries else cursor
+
+
 def watch(project: Project, task_id: str) -> Iterator[tuple[LoopView, Event | None]]:
     """The loop's picture after each event (or tick), until it ends or its orchestrator is
     gone (then `gone` is set): what `cfn loop watch` draws."""

@@ -10,21 +10,26 @@ and cannot spawn; Redis refuses the rest through the agent's ACL user in any cas
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
+from cfn import validate
 from cfn.errors import CfnError
 from cfn.project import Project
 
+log = logging.getLogger(__name__)
 INSTRUCTIONS = ("cfn coordinates AI coding agents through Redis: share context, send and "
                 "wait for signals, report results and collect them with a quorum, wait at "
-                "completion barriers, and (as the operator) spawn agents. Every tool works "
-                "on one task ID.")
+                "completion barriers, and (as the operator) spawn agents, run Claude Code "
+                "in containers and run CFN Loops. Every tool works on one task ID.")
 
 
 class Scope:
@@ -59,6 +64,16 @@ class Scope:
                             "can (exit 1)")
 
 
+@contextlib.contextmanager
+def meaning() -> Iterator[None]:
+    """cfn's errors as tool errors that carry their meaning (the exit code the CLI would
+    give)."""
+    try:
+        yield
+    except CfnError as exc:
+        raise ToolError(f"{exc} (exit {int(exc.exit_code)})") from None
+
+
 def build(environ: dict[str, str] | None = None) -> MCPServer:
     """The server, with every tool registered."""
     environ = dict(os.environ if environ is None else environ)
@@ -66,13 +81,9 @@ def build(environ: dict[str, str] | None = None) -> MCPServer:
     server = MCPServer("cfn", instructions=INSTRUCTIONS)
 
     def call(work: Callable[[Project], Any]) -> Any:
-        """Run `work` on a fresh project; cfn's errors become tool errors that carry their
-        meaning (the exit code the CLI would give)."""
-        try:
-            with Project.open(env=environ) as project:
-                return work(project)
-        except CfnError as exc:
-            raise ToolError(f"{exc} (exit {int(exc.exit_code)})") from None
+        """Run `work` on a fresh project, keeping the meaning of cfn's errors."""
+        with meaning(), Project.open(env=environ) as project:
+            return work(project)
 
     @server.tool()
     def context_store(task_id: str, key: str, value: str, ttl: int | None = None) -> str:
@@ -151,6 +162,103 @@ def build(environ: dict[str, str] | None = None) -> MCPServer:
 
         return call(spawn)
 
+    loops: dict[str, threading.Thread] = {}  # loops this server runs without waiting
+
+    @server.tool()
+    def loop_run(task_id: str, epic: str, mode: str = "standard",
+                 loop3_agents: list[str] | None = None, loop2_agents: list[str] | None = None,
+                 product_owner: str = "product-owner", max_iterations: int | None = None,
+                 runtime: str = "process", wait: bool = True) -> dict:
+        """Run a CFN Loop on the task: implementers (loop3_agents, default coder) until the
+        gate passes, validators (loop2_agents, default code-reviewer, tester and
+        security-specialist) to consensus, then the product owner decides PROCEED, ITERATE
+        or ABORT. mode: mvp, standard or enterprise. With wait it returns the loop's report
+        when it ends; without, it starts the loop and returns at once (follow it with
+        loop_watch, read it with loop_report)."""
+        from cfn.loop.spec import LoopSpec
+
+        scope.operator_only("run loops")
+        named = {"loop3_agents": loop3_agents, "loop2_agents": loop2_agents}
+        with meaning():
+            spec = LoopSpec(task_id=task_id, epic=epic, mode=mode, product_owner=product_owner,
+                            max_iterations=max_iterations, runtime=runtime,
+                            **{k: tuple(v) for k, v in named.items() if v})
+        if wait:
+            return call(lambda p: p.run_loop(spec).to_dict())
+        if task_id in loops and loops[task_id].is_alive() or \
+                call(lambda p: p.loop_orchestrated(task_id)):
+            raise ToolError(f"a loop already runs for task {task_id} (exit 1)")
+        loops[task_id] = thread = threading.Thread(target=run_in_background, args=(spec,),
+                                                   daemon=True, name=f"loop-{task_id}")
+        thread.start()
+        return {"task_id": task_id, "status": "started"}
+
+    def run_in_background(spec) -> None:
+        """A loop nobody waits for: its own records say how it ended (loop_report)."""
+        try:
+            call(lambda p: p.run_loop(spec))
+        except Exception as exc:  # noqa: BLE001 - a thread's end; said, not raised
+            log.error("cfn mcp: the loop of %s ended with %s", spec.task_id, exc)
+
+    @server.tool()
+    def loop_watch(task_id: str, cursor: str = "0", timeout: float = 30) -> dict:
+        """The loop's events after `cursor` (start with "0", then pass back the cursor it
+        returns), waiting up to timeout seconds for one: agents starting and finishing,
+        gate, consensus, decisions; `ended` once the loop has ended."""
+        from cfn.loop.view import events_after
+
+        events, after = call(lambda p: events_after(p, scope.task(task_id), cursor,
+                                                    validate.timeout(timeout)))
+        return {"events": events, "cursor": after,
+                "ended": any(e["kind"] == "loop_end" for e in events)}
+
+    @server.tool()
+    def loop_report(task_id: str) -> dict:
+        """The task's loop as recorded: per iteration its agents (status, provider, model,
+        tokens, cost, confidence), gate and consensus scores, and decisions."""
+        found = call(lambda p: p.history(scope.task(task_id)))
+        if found is None:
+            raise ToolError(f"no loop for task {task_id} (exit 1)")
+        return found
+
+    @server.tool()
+    def spawn_claude_container(task: str, repoUrl: str | None = None,  # noqa: N803
+                               sessionTimeout: float = 300,  # noqa: N803
+                               sessionId: str | None = None,  # noqa: N803
+                               keepSession: bool = False) -> dict:  # noqa: N803
+        """Run Claude Code on `task` in a container (a cfn session of the agent image) and
+        return its answer: sessionId, containerId and result. The workspace is repoUrl,
+        cloned, or else the project's directory. The session ends after the task unless
+        keepSession (a later call with its sessionId runs in the same container); it ends by
+        itself after sessionTimeout seconds in any case."""
+        from cfn.agents import sessions
+
+        scope.operator_only("start containers")
+
+        def run(project: Project) -> dict:
+            config = project.config
+            session = sessions.get(sessionId) if sessionId else sessions.start(
+                config.home, image=config.agent_image, timeout=sessionTimeout, repo=repoUrl,
+                workspace=None if repoUrl else project.root, network=config.agent_network)
+            try:
+                result = sessions.ask_claude(config, environ, session.id, task)
+            finally:
+                if not keepSession:
+                    sessions.stop(session.id)
+            return {"sessionId": session.id, "containerId": session.container_id,
+                    "result": result}
+
+        return call(run)
+
+    @server.resource("cfn://tasks/{task_id}/state")
+    def task_state(task_id: str) -> str:
+        """Where the task's loop stands: status, mode, last decided iteration, running
+        agents, and whether a live process drives it."""
+        found = call(lambda p: p.loop_status(scope.task(task_id)))
+        if found is None:
+            raise ToolError(f"no loop for task {task_id} (exit 1)")
+        return json.dumps(found, default=str)
+
     @server.resource("cfn://tasks/{task_id}/history")
     def task_history(task_id: str) -> str:
         """Everything the database recorded about a task (results, decisions, runs, cost)."""
@@ -163,7 +271,10 @@ def serve() -> None:
     build().run("stdio")
 
 
-def config(executable: str) -> dict:
+def config() -> dict:
     """What Claude Code needs to run this server, started in the project's directory
-    (`claude mcp add-json cfn '...'`, or under "mcpServers" in .mcp.json)."""
-    return {"type": "stdio", "command": executable, "args": ["mcp", "serve"]}
+    (`claude mcp add-json cfn '...'`, or under "mcpServers" in .mcp.json): this Python's
+    cfn, so it runs whichever PATH Claude Code has."""
+    import sys
+
+    return {"type": "stdio", "command": sys.executable, "args": ["-m", "cfn", "mcp", "serve"]}

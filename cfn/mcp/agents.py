@@ -1,0 +1,85 @@
+"""The MCP servers a spawned Claude agent is given: cfn's own, and those its profile's skills
+map to (`[mcp]` of cfn.toml; the seed's table by default).
+
+They reach Claude Code as one --mcp-config document on argv, which is safe because it holds
+no secret: each server's signed token (audience cfn-mcp:NAME, the agent's name and task,
+its lifetime) travels in the agent's environment as CFN_MCP_<NAME>_TOKEN, and the document
+only names it as ${CFN_MCP_<NAME>_TOKEN}, which Claude Code fills in. A token for one
+server is refused by every other, and none is the seed's guessable agent-ID-TASK-TIME.
+
+cfn's own server runs inside the agent (a stdio child of Claude Code, with the agent's
+environment), so it acts with the agent's credentials only (cfn.mcp.server.Scope).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from cfn import tokens
+from cfn.config import OWN_MCP_SERVER, Config
+from cfn.errors import InvalidInput
+
+STDIO_TOKEN_ENV = "CFN_MCP_TOKEN"  # where a stdio server finds the agent's token
+
+
+@dataclass(frozen=True)
+class AgentServers:
+    document: dict  # Claude Code's --mcp-config: {"mcpServers": {name: entry}}
+    token_env: dict[str, str]  # CFN_MCP_<NAME>_TOKEN: the agent's token for that server
+
+
+def token_variable(server: str) -> str:
+    return f"CFN_MCP_{re.sub('[^A-Z0-9]', '_', server.upper())}_TOKEN"
+
+
+def server_names(config: Config, skills: Iterable[str]) -> list[str]:
+    """The servers the skills map to, in order, each once; InvalidInput for a skill the
+    mapping does not know."""
+    names: dict[str, None] = {}
+    for skill in skills:
+        if skill not in config.mcp.skills:
+            raise InvalidInput(f"skill {skill!r} maps to no MCP server; known skills: "
+                               f"{', '.join(sorted(config.mcp.skills))} (add it under "
+                               "[mcp.skills] of cfn.toml)")
+        names.update(dict.fromkeys(config.mcp.skills[skill]))
+    return list(names)
+
+
+def own_server(runtime: str) -> dict | None:
+    """cfn's own server as the agent starts it: by this Python for a process agent (none
+    when the MCP SDK is not installed: pip install 'cfn[mcp]'), by the agent image's cfn
+    otherwise."""
+    if runtime != "process":
+        return {"type": "stdio", "command": "cfn", "args": ["mcp", "serve"]}
+    if importlib.util.find_spec("mcp") is None:
+        return None
+    return {"type": "stdio", "command": sys.executable, "args": ["-m", "cfn", "mcp", "serve"]}
+
+
+def for_agent(config: Config, skills: Iterable[str], runtime: str, *, secret: str,
+              agent_id: str, task_id: str, role: str, ttl: float) -> AgentServers:
+    """The servers one agent gets, and the tokens to put in its environment."""
+    servers: dict[str, dict] = {}
+    if config.agent_mcp and (own := own_server(runtime)):
+        servers[OWN_MCP_SERVER] = own
+    token_env = {}
+    for name in server_names(config, skills):
+        variable = token_variable(name)
+        token_env[variable] = tokens.issue(secret, agent_id=agent_id, task_id=task_id, ttl=ttl,
+                                           role=role, audience=tokens.mcp_audience(name))
+        servers[name] = _with_token(dict(config.mcp.servers[name]), variable)
+    return AgentServers({"mcpServers": servers}, token_env)
+
+
+def _with_token(entry: dict, variable: str) -> dict:
+    """The entry with the agent's token by reference: a stdio server's CFN_MCP_TOKEN, an http
+    or sse server's bearer token."""
+    reference = "${" + variable + "}"
+    if entry["type"] == "stdio":
+        return {**entry, "env": {**entry.get("env", {}), STDIO_TOKEN_ENV: reference}}
+    return {**entry, "headers": {**entry.get("headers", {}),
+                                 "Authorization": f"Bearer {reference}"}}
