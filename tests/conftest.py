@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -143,3 +145,21 @@ def pytest_runtest_makereport(item, call):
     if report.skipped and STRICT:
         report.outcome = "failed"
         report.longrepr = f"skipped under CFN_TESTS_STRICT: {report.longrepr}"
+
+
+@pytest.fixture
+def agents(project):
+    """Write scripted profiles: agents(name=plan, ...), each run by tests/fake_agent.py."""
+    (project / "agents").mkdir(exist_ok=True)
+    # in the workspace: a sandboxed agent sees that, and not the tests' own directory
+    fake = shutil.copy(REPO / "tests" / "fake_agent.py", project / "fake_agent.py")
+
+    def write(**plans):
+        for name, plan in plans.items():
+            literal = json.dumps(plan).replace("{", "{{").replace("}", "}}")  # not placeholders
+            command = json.dumps([sys.executable, str(fake), literal])
+            (project / "agents" / f"{name}.toml").write_text(
+                f'id = "{name}"\nname = "{name}"\nkind = "scripted"\ntimeout = 60\n'
+                f"command = {command}\n")
+
+    return write

@@ -62,3 +62,50 @@ def test_a_loop_of_claude_agents_in_the_agent_image(cfn, env, docker_host, provi
     assert all(a["status"] == "success" for a in agents)
     # Anthropic's API took the key as x-api-key, from every agent
     assert {q["x-api-key"] for q in provider.requests} == {"sk-ant-stand-in"}
+
+
+def test_spawn_claude_container_answers_from_claude_in_a_session(project, env, docker_host,
+                                                                 tmp_path):
+    """The seed's phase 0: an MCP client asks cfn's server to run Claude Code in a container
+    on a cloned repository; the real claude in the agent image answers from the stand-in,
+    having read the clone."""
+    from mcp_client import call, text
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "README").write_text("fibonacci lives here\n")
+    for argv in (["init", "-q"], ["add", "README"],
+                 ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "first"]):
+        subprocess.run(["git", "-C", str(repo), *argv], check=True)
+    model = Standin(auth="api-key", reply="fib(n) = fib(n-1) + fib(n-2)",
+                    tool_calls=[("Read", {"file_path": "/workspace/README"})]).start()
+    server_env = {**env, "DOCKER_HOST": docker_host, "ANTHROPIC_API_KEY": "sk-ant-stand-in",
+                  "CFN_PROVIDER_ANTHROPIC_BASE_URL": model.url, "CFN_AGENT_IMAGE": IMAGE,
+                  "CFN_AGENT_NETWORK": "host"}
+
+    async def steps(session):
+        once = await session.call_tool("spawn_claude_container", {
+            "task": "Write a Python function to calculate fibonacci", "repoUrl": str(repo),
+            "sessionTimeout": 300})
+        kept = await session.call_tool("spawn_claude_container", {
+            "task": "again", "sessionTimeout": 300, "keepSession": True})
+        session_id = json.loads(text(kept))["sessionId"]
+        same = await session.call_tool("spawn_claude_container", {
+            "task": "and again", "sessionId": session_id})
+        gone = await session.call_tool("spawn_claude_container", {
+            "task": "once more", "sessionId": session_id})
+        return once, kept, same, gone
+
+    try:
+        once, kept, same, gone = call(project, server_env, steps)
+    finally:
+        model.stop()
+    assert not once.is_error, text(once)
+    answer = json.loads(text(once))
+    assert answer["result"] == "fib(n) = fib(n-1) + fib(n-2)" and answer["containerId"]
+    assert "fibonacci lives here" in model.tool_results[0]  # it read the clone
+    assert "Write a Python function" in json.dumps(model.requests[0]["body"])
+    assert {q["x-api-key"] for q in model.requests} == {"sk-ant-stand-in"}
+    # a kept session runs the next task in the same container, which then ends
+    assert json.loads(text(same))["containerId"] == json.loads(text(kept))["containerId"]
+    assert gone.is_error and "no running session" in text(gone)

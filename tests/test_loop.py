@@ -1,7 +1,6 @@
 """The CFN Loop end to end with scripted agents under real supervisors."""
 
 import json
-import shutil
 import signal
 import subprocess
 import sys
@@ -9,31 +8,10 @@ import time
 
 import pytest
 
-from conftest import REPO
-
 pytestmark = pytest.mark.usefixtures("reap_supervisors")
-FAKE = str(REPO / "tests" / "fake_agent.py")
 GOOD = {"*": {"confidence": 0.9, "deliverables": ["app.py"]}}
 APPROVE = {"*": {"confidence": 0.95, "feedback": "looks right"}}
 PROCEED = {"*": {"decision": "PROCEED", "reason": "criteria met"}}
-
-
-@pytest.fixture
-def agents(project):
-    """Write scripted profiles: agents(name=plan, ...)."""
-    (project / "agents").mkdir(exist_ok=True)
-    # in the workspace: a sandboxed agent sees that, and not the tests' own directory
-    fake = shutil.copy(FAKE, project / "fake_agent.py")
-
-    def write(**plans):
-        for name, plan in plans.items():
-            literal = json.dumps(plan).replace("{", "{{").replace("}", "}}")  # not placeholders
-            command = json.dumps([sys.executable, str(fake), literal])
-            (project / "agents" / f"{name}.toml").write_text(
-                f'id = "{name}"\nname = "{name}"\nkind = "scripted"\ntimeout = 60\n'
-                f"command = {command}\n")
-
-    return write
 
 
 def loop(cfn, *extra, task="T1", env=None):

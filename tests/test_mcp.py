@@ -5,35 +5,14 @@ result collected, and a server run as an agent that stays inside its task."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
-import anyio
 import pytest
-from mcp.client.session import ClientSession
-from mcp.client.stdio import StdioServerParameters, stdio_client
+
+from mcp_client import call, text
 
 pytestmark = pytest.mark.usefixtures("reap_supervisors")
-
-
-def call(project, env, steps):
-    """Run `steps(session)` against a fresh `cfn mcp serve` in `project`; its result."""
-    async def run():
-        params = StdioServerParameters(command=sys.executable, args=["-m", "cfn", "mcp",
-                                                                     "serve"],
-                                       env=env, cwd=str(project))
-        with open(os.devnull, "w") as quiet:
-            async with stdio_client(params, errlog=quiet) as streams, \
-                    ClientSession(streams[0], streams[1]) as session:
-                await session.initialize()
-                return await steps(session)
-
-    return anyio.run(run)
-
-
-def text(result) -> str:
-    return result.content[0].text
 
 
 def test_the_tools_are_listed_with_schemas_a_model_can_act_on(project, env):
@@ -87,6 +66,45 @@ def test_an_operator_spawns_an_agent_and_collects_its_result(project, env):
     assert record["status"] == "success" and record["confidence"] == 0.9
     result = json.loads(text(collected))
     assert result["met"] and result["count"] == 1
+
+
+def test_an_operator_runs_watches_and_reads_loops(project, env, agents):
+    agents(impl={"*": {"confidence": 0.9, "deliverables": ["app.py"]}},
+           rev={"*": {"confidence": 0.95}}, qa={"*": {"confidence": 0.95}},
+           po={"*": {"decision": "PROCEED", "reason": "criteria met"}})
+    spec = {"epic": "Add a greeting", "mode": "mvp", "loop3_agents": ["impl"],
+            "loop2_agents": ["rev", "qa"], "product_owner": "po"}
+
+    async def steps(session):
+        started = await session.call_tool("loop_run", {**spec, "task_id": "T1", "wait": False})
+        again = await session.call_tool("loop_run", {**spec, "task_id": "T1", "wait": False})
+        events, cursor = [], "0"
+        for _ in range(30):  # bounded: each watch waits up to 10 s for news
+            watched = json.loads(text(await session.call_tool(
+                "loop_watch", {"task_id": "T1", "cursor": cursor, "timeout": 10})))
+            events += watched["events"]
+            cursor = watched["cursor"]
+            if watched["ended"]:
+                break
+        report = json.loads(text(await session.call_tool("loop_report", {"task_id": "T1"})))
+        state = await session.read_resource("cfn://tasks/T1/state")
+        waited = await session.call_tool("loop_run", {**spec, "task_id": "T2"})
+        bad = await session.call_tool("loop_run", {**spec, "task_id": "T3", "mode": "fast"})
+        return started, again, events, report, state, waited, bad
+
+    started, again, events, report, state, waited, bad = call(project, env, steps)
+    assert json.loads(text(started)) == {"task_id": "T1", "status": "started"}
+    assert again.is_error and "already runs for task T1" in text(again)
+    kinds = [e["kind"] for e in events]
+    assert kinds[0] == "loop_start" and kinds[-1] == "loop_end" and "decision" in kinds
+    assert "decision PROCEED: criteria met" in events[kinds.index("decision")]["line"]
+    assert len({e["id"] for e in events}) == len(events)  # each event once across watches
+    assert report["task"]["status"] == "proceeded"
+    assert {a["agent_id"] for a in report["agents"]} == {"l3-impl-1", "l2-rev-1", "l2-qa-2",
+                                                         "po-po"}
+    assert json.loads(state.contents[0].text)["status"] == "proceeded"
+    assert not waited.is_error and json.loads(text(waited))["status"] == "proceeded"
+    assert bad.is_error and "(exit 2)" in text(bad) and "mode" in text(bad)
 
 
 def test_a_server_run_as_an_agent_stays_inside_its_task(project, env):

@@ -48,6 +48,15 @@ def test_expired_wrong_audience_and_tampered_tokens_fail_with_the_reason():
         tokens.verify(SECRET, none_alg)
 
 
+def test_a_token_for_one_mcp_server_is_refused_by_the_others_and_by_cfn():
+    token = tokens.issue(SECRET, agent_id="coder-1", task_id="t1", ttl=60,
+                         audience=tokens.mcp_audience("playwright"))
+    assert tokens.verify(SECRET, token, tokens.mcp_audience("playwright"))["sub"] == "coder-1"
+    for audience in (tokens.mcp_audience("n8n"), tokens.AUDIENCE):
+        with pytest.raises(NegativeOutcome, match=f"not for audience '{audience}'"):
+            tokens.verify(SECRET, token, audience)
+
+
 def test_secret_is_generated_once_with_mode_0600(tmp_path):
     first = tokens.signing_secret(None, tmp_path)
     assert tokens.signing_secret(None, tmp_path) == first and len(first) >= 32

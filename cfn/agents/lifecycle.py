@@ -77,16 +77,16 @@ def records(row: dict, *, record_id: str, status: str, payload: str,
 
 
 def publish(project: Project, run_id: int, outbox: dict) -> None:
-    """Write a finished run's records to Redis from its outbox, remove its Redis user, and
+    """Remove a finished run's Redis user, write its records to Redis from its outbox, and
     mark them published. Safe to repeat, from any trusted process: the records carry the
     run's record ID, so writing them again adds nothing."""
     r = project.redis
+    if outbox["acl_user"]:  # first: once its completion is announced, its credentials are gone
+        agent_state.delete_user(r, outbox["acl_user"])
     agent_state.finish(r, outbox["task_id"], outbox["agent_id"], record_id=outbox["record_id"],
                        status=outbox["status"], payload=outbox["payload"],
                        phase=outbox["phase"], report=outbox["report"], ttl=project.key_ttl,
                        max_bytes=project.max_payload)
-    if outbox["acl_user"]:
-        agent_state.delete_user(r, outbox["acl_user"])
     runs.published(project.sqlite, run_id)
 
 
