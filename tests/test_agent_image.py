@@ -1,6 +1,7 @@
 """The real agent image (`cfn image build`): a whole CFN Loop of real claude agents in
 containers, against a stand-in provider on loopback, the implementer signalling through the
-signal.sh skill from inside its container."""
+signal.sh skill and storing context through cfn's MCP server from inside its container; and
+the seed's spawn_claude_container."""
 
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ def provider(project):
     model = Standin(
         auth="api-key", tools_when="Success criteria",  # only the implementer's prompt
         tool_calls=[("Bash", {"command": SIGNAL}),
+                    ("mcp__cfn__context_store", {"task_id": "T1", "key": "by",
+                                                 "value": "mcp-in-the-container"}),
                     ("Write", {"file_path": "/workspace/hello.txt", "content": "hello\n"})],
         reply='Done.\n{"confidence": 0.96, "deliverables": ["hello.txt"], "feedback": "fine",'
               ' "decision": "PROCEED", "reason": "hello.txt is there"}').start()
@@ -57,6 +60,8 @@ def test_a_loop_of_claude_agents_in_the_agent_image(cfn, env, docker_host, provi
     assert report["status"] == "proceeded" and report["iterations"][0]["gate_score"] == 0.96
     assert (project / "hello.txt").read_text() == "hello\n"  # written inside the container
     assert signalled == "from-the-container\n", waited_err  # sent by signal.sh in there
+    stored = cfn("context", "get", "--task-id", "T1", "--key", "by")  # and by cfn's MCP server
+    assert stored.stdout == "mcp-in-the-container\n", provider.tool_results
     agents = json.loads(cfn("agents", "ls", "--task-id", "T1", "--json").stdout)
     assert {a["runtime"] for a in agents} == {"container"}
     assert all(a["status"] == "success" for a in agents)
