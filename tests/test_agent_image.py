@@ -9,6 +9,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -83,7 +84,10 @@ def test_spawn_claude_container_answers_from_claude_in_a_session(project, env, d
                  ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "first"]):
         subprocess.run(["git", "-C", str(repo), *argv], check=True)
     model = Standin(auth="api-key", reply="fib(n) = fib(n-1) + fib(n-2)",
-                    tool_calls=[("Read", {"file_path": "/workspace/README"})]).start()
+                    tool_calls=[("Read", {"file_path": "/workspace/README"}),
+                                ("Write", {"file_path": "/workspace/fib.py",
+                                           "content": "def fib(n): ...\n"})],
+                    tools_when="fibonacci").start()
     server_env = {**env, "DOCKER_HOST": docker_host, "ANTHROPIC_API_KEY": "sk-ant-stand-in",
                   "CFN_PROVIDER_ANTHROPIC_BASE_URL": model.url, "CFN_AGENT_IMAGE": IMAGE,
                   "CFN_AGENT_NETWORK": "host"}
@@ -109,6 +113,9 @@ def test_spawn_claude_container_answers_from_claude_in_a_session(project, env, d
     answer = json.loads(text(once))
     assert answer["result"] == "fib(n) = fib(n-1) + fib(n-2)" and answer["containerId"]
     assert "fibonacci lives here" in model.tool_results[0]  # it read the clone
+    clone = Path(answer["workspace"])  # and wrote there, as the image's user
+    assert clone.parent.parent.name == "sessions" and clone.name == "repo"
+    assert (clone / "fib.py").read_text() == "def fib(n): ...\n", model.tool_results
     assert "Write a Python function" in json.dumps(model.requests[0]["body"])
     assert {q["x-api-key"] for q in model.requests} == {"sk-ant-stand-in"}
     # a kept session runs the next task in the same container, which then ends

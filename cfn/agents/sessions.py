@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
 import secrets
 import subprocess
 import time
@@ -55,7 +56,17 @@ def _clone(repo: str, target: Path) -> Path:
                           capture_output=True, text=True, stdin=subprocess.DEVNULL)
     if done.returncode != 0:
         raise InvalidInput(f"git could not clone {repo}: {done.stderr.strip()}")
+    _writable_by_anyone(target)  # the image's user is not ours; the clone sits in our 0700 home
     return target
+
+
+def _writable_by_anyone(root: Path) -> None:
+    for directory, _dirs, names in os.walk(root):
+        os.chmod(directory, 0o777)
+        for name in names:
+            path = os.path.join(directory, name)
+            if not os.path.islink(path):
+                os.chmod(path, os.stat(path).st_mode | 0o666)
 
 
 def start(home: Path, *, image: str, timeout: float, workspace: Path | None = None,

@@ -227,8 +227,9 @@ def build(environ: dict[str, str] | None = None) -> MCPServer:
                                sessionId: str | None = None,  # noqa: N803
                                keepSession: bool = False) -> dict:  # noqa: N803
         """Run Claude Code on `task` in a container (a cfn session of the agent image) and
-        return its answer: sessionId, containerId and result. The workspace is repoUrl,
-        cloned, or else the project's directory. The session ends after the task unless
+        return its answer: sessionId, containerId, result, and the workspace (on this
+        machine) where its changes are. The workspace is repoUrl, cloned, or else the
+        project's directory. The session ends after the task unless
         keepSession (a later call with its sessionId runs in the same container); it ends by
         itself after sessionTimeout seconds in any case."""
         from cfn.agents import sessions
@@ -246,7 +247,7 @@ def build(environ: dict[str, str] | None = None) -> MCPServer:
                 if not keepSession:
                     sessions.stop(session.id)
             return {"sessionId": session.id, "containerId": session.container_id,
-                    "result": result}
+                    "result": result, "workspace": session.workspace}
 
         return call(run)
 
