@@ -171,6 +171,10 @@ def test_a_spawned_agent_is_given_cfn_and_its_skills_servers_with_tokens_by_refe
         "<redacted>"
     shown = cfn("mcp", "config", "--profile", "prober")
     assert json.loads(shown.stdout) == document
+    listed = json.loads(cfn("mcp", "skills", "--json").stdout)
+    assert set(listed["probing"]) == {"probe", "playwright"}
+    assert listed["security-scanning"]["security-scanner"]["url"] == \
+        "http://mcp-security:8084/mcp"
 
 
 def test_the_mcp_servers_an_agent_gets_can_be_turned_off_but_cfns_own(project, cfn):

@@ -59,6 +59,7 @@ EXAMPLES = {
     "serve": "cfn serve --port 3000",
     "mcp serve": "claude mcp add-json cfn \"$(cfn mcp config)\"",
     "mcp config": "claude mcp add-json cfn \"$(cfn mcp config)\"",
+    "mcp skills": "cfn mcp skills --json",
     "session exec": "cfn session exec S1 -- pytest -q",
     "session ls": "cfn session ls",
     "session start": "cfn session start --id S1 --timeout 3600",

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import click
 
-from cfn.cli._common import RUNTIME, checked_id, config_of, print_json
+from cfn.cli._common import RUNTIME, checked_id, config_of, json_option, print_json
 from cfn.errors import InvalidInput
 
 
 @click.group(name="mcp")
 def mcp_group() -> None:
-    """cfn's coordination as MCP tools: context, signals, reports, quorums, barriers and
-    (for the operator) spawning agents. Inside an agent it acts with that agent's rights
-    only (docs/mcp.md)."""
+    """cfn and MCP: `serve` gives MCP clients cfn's tools (coordination, agents, Claude Code
+    in containers, loops; run inside an agent, that agent's rights only); `config` prints
+    how to add it to Claude Code, or what a spawned agent is given; `skills` lists the MCP
+    servers agents get by skill (docs/mcp.md)."""
 
 
 def _require() -> None:
@@ -54,7 +55,30 @@ def config(ctx, profile_id, runtime) -> None:
 
     settings = config_of(ctx)
     profile = get(profile_id, settings.root)
+    if profile.kind != "claude" or profile.command:
+        raise InvalidInput(f"profile {profile.id} runs its own command; only agents that "
+                           "run Claude Code are given MCP servers")
     # a stand-in secret: the document names each token's variable, never a token
     print_json(for_agent(settings, profile.skills, runtime, secret="x" * tokens.MIN_SECRET_BYTES,
                          agent_id="preview", task_id="preview", role=profile.role,
                          ttl=60).document)
+
+
+@mcp_group.command()
+@json_option
+@click.pass_context
+def skills(ctx, as_json) -> None:
+    """The skills agent profiles may list, and the MCP servers each gives an agent
+    ([mcp] of cfn.toml; the seed's table by default)."""
+    from cfn.cli.output import print_table
+
+    table = config_of(ctx).mcp
+    found = {skill: {name: dict(table.servers[name]) for name in names}
+             for skill, names in sorted(table.skills.items())}
+    if as_json:
+        print_json(found)
+        return
+    print_table(("skill", "server", "reached at"),
+                [(skill, name, entry.get("url") or " ".join([entry["command"],
+                                                             *entry.get("args", [])]))
+                 for skill, servers in found.items() for name, entry in servers.items()])

@@ -1,1 +1,2 @@
-"""cfn as an MCP server (issue 17, first part): `cfn mcp serve` over stdio (docs/mcp.md)."""
+"""cfn and MCP: `cfn mcp serve` over stdio (server), and the MCP servers spawned agents are
+given by skill (agents); docs/mcp.md."""
