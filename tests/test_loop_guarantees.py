@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from test_loop import APPROVE, GOOD, PROCEED, agents, loop  # noqa: F401 (agents: a fixture)
+from test_loop import APPROVE, GOOD, PROCEED, loop
 
 pytestmark = pytest.mark.usefixtures("reap_supervisors")
 ENDINGS = [(PROCEED, "proceeded", 0),

@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from test_loop import APPROVE, GOOD, PROCEED, agents, loop  # noqa: F401 (agents: a fixture)
+from test_loop import APPROVE, GOOD, PROCEED, loop
 
 pytestmark = pytest.mark.usefixtures("reap_supervisors")
 SLOW = {"*": {"confidence": 0.9, "deliverables": ["app.py"], "sleep": 3}}
