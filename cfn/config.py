@@ -10,6 +10,7 @@ prints each value and its source.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -274,6 +275,19 @@ DEFAULT_MCP_SERVERS = {
 MCP_SERVER_FIELDS = {"stdio": ("type", "command", "args", "env"),
                      "http": ("type", "url", "headers"), "sse": ("type", "url", "headers")}
 OWN_MCP_SERVER = "cfn"  # cfn's own, which every Claude agent gets
+# what Claude Code's tool names (mcp__SERVER__tool) and the token variables can carry
+_MCP_SERVER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+# an env or header of a server whose name says it holds a secret: on argv, it may only
+# refer to a variable of the agent's environment (${VAR}), never hold the value
+_SECRET_NAME = re.compile(r"key|token|secret|password|auth|cookie|credential", re.I)
+_REFERENCE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
+# cfn sets these itself: the agent's token for the server
+_MCP_RESERVED = {"env": "CFN_MCP_TOKEN", "headers": "authorization"}
+
+
+def mcp_token_variable(server: str) -> str:
+    """The agent's environment variable holding its token for `server`."""
+    return f"CFN_MCP_{server.upper().replace('-', '_')}_TOKEN"
 
 
 @dataclass(frozen=True)
@@ -327,6 +341,11 @@ class Config:
         return cls(Path(data["root"]), Path(data["home"]), values, data["sources"],
                    {name: Provider(**p) for name, p in data["providers"].items()},
                    McpTable({k: tuple(v) for k, v in mcp["skills"].items()}, mcp["servers"]))
+
+
+def mask_credentials(text: str) -> str:
+    """`text` with the credentials of every URL in it masked (scheme://****@host)."""
+    return re.sub(r"://[^/@\s]*@", "://****@", text)
 
 
 def mask_url(url: str) -> str:
@@ -411,10 +430,7 @@ def _shown(setting: Setting, raw: object) -> str:
     """A refused value as an error may say it: a secret, or a URL's credentials, masked."""
     if setting.secret:
         return "****"
-    import re
-
-    return re.sub(r"://[^/@]*@", "://****@", repr(raw)) if setting.parse is _redis_url \
-        else repr(raw)
+    return mask_credentials(repr(raw)) if setting.parse is _redis_url else repr(raw)
 
 
 def resolve(
@@ -465,10 +481,16 @@ def _mcp(table: object, where: str) -> McpTable:
             raise fail(f"skill {name} must list server names, e.g. {name} = [\"playwright\"]")
         skills[name] = tuple(entry)
     for name, entry in _table(table.get("servers", {}), "mcp.servers", fail).items():
-        validate_id(name, "MCP server")
+        if not _MCP_SERVER_NAME.fullmatch(name):
+            raise fail(f"server name {name!r}: use up to 64 letters, digits, '_' or '-'")
         if name == OWN_MCP_SERVER:
             raise fail(f"server {name} is cfn's own; name yours otherwise")
         servers[name] = _mcp_server(name, entry, fail)
+    variables: dict[str, str] = {}
+    for name in servers:
+        if (other := variables.setdefault(mcp_token_variable(name), name)) != name:
+            raise fail(f"servers {other} and {name} would share the token variable "
+                       f"{mcp_token_variable(name)}; rename one")
     for skill, names in skills.items():
         if missing := [n for n in names if n not in servers]:
             raise fail(f"skill {skill} names server(s) {', '.join(missing)} that no "
@@ -486,7 +508,7 @@ def _mcp_server(name: str, entry: object, fail: Callable[[str], InvalidInput]) -
     """A server entry as Claude Code reads it: stdio needs a command, http and sse a url."""
     entry = _table(entry, f"mcp.servers.{name}", fail)
     kind = entry.get("type", "http" if "url" in entry else "stdio")
-    if kind not in MCP_SERVER_FIELDS:
+    if not isinstance(kind, str) or kind not in MCP_SERVER_FIELDS:
         raise fail(f"server {name}: type must be one of {', '.join(MCP_SERVER_FIELDS)}")
     if unknown := sorted(set(entry) - set(MCP_SERVER_FIELDS[kind])):
         raise fail(f"server {name} ({kind}): unknown field(s) {', '.join(unknown)}; use "
@@ -494,13 +516,27 @@ def _mcp_server(name: str, entry: object, fail: Callable[[str], InvalidInput]) -
     needed = "command" if kind == "stdio" else "url"
     if not isinstance(entry.get(needed), str) or not entry[needed]:
         raise fail(f"server {name} ({kind}) needs a {needed}")
-    if not all(isinstance(a, str) for a in entry.get("args", [])):
+    args = entry.get("args", [])
+    if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
         raise fail(f"server {name}: args must be a list of strings (argv, no shell)")
     for field_name in ("env", "headers"):
-        values = _table(entry.get(field_name, {}), f"server {name}'s {field_name}", fail)
-        if not all(isinstance(v, str) for v in values.values()):
-            raise fail(f"server {name}: every value of {field_name} must be text")
+        for key, value in _table(entry.get(field_name, {}), f"server {name}'s {field_name}",
+                                 fail).items():
+            _mcp_value(f"server {name}'s {field_name} {key}", field_name, key, value, fail)
     return {**entry, "type": kind}
+
+
+def _mcp_value(what: str, field_name: str, key: str, value: object,
+               fail: Callable[[str], InvalidInput]) -> None:
+    """An env or header value: text; not one cfn sets; a secret only by reference (the
+    document goes on the agent's command line)."""
+    if not isinstance(value, str):
+        raise fail(f"{what} must be text")
+    if key.lower() == _MCP_RESERVED[field_name].lower():
+        raise fail(f"{what}: cfn sets it (the agent's token for the server)")
+    if _SECRET_NAME.search(key) and not _REFERENCE.search(value):
+        raise fail(f"{what} looks like a secret: it would be on the agent's command line; "
+                   "write ${VARIABLE} and give the agent that variable (agent_env)")
 
 
 def _providers(env: Mapping[str, str], file_table: object, config_path: Path,

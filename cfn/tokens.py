@@ -78,8 +78,18 @@ def issue(secret: str, *, agent_id: str, task_id: str, ttl: float = 3600,
 
 
 def mcp_audience(server: str) -> str:
-    """The audience of an agent's token for one MCP server: it is refused by every other."""
+    """The audience of an agent's tokens for one MCP server."""
     return f"cfn-mcp:{server}"
+
+
+def mcp_key(secret: str, server: str) -> str:
+    """The key an MCP server verifies its agents' tokens with, derived from the project's
+    secret: the server holds only this one, so it can mint no token for cfn or for another
+    server (`cfn token mcp-key NAME` prints it for the server's configuration)."""
+    import hashlib
+    import hmac
+
+    return hmac.new(secret.encode(), mcp_audience(server).encode(), hashlib.sha256).hexdigest()
 
 
 def verify(secret: str, token: str, audience: str = AUDIENCE) -> dict:

@@ -207,3 +207,26 @@ def test_proceed_is_refused_when_a_reported_deliverable_does_not_exist(cfn, agen
     assert code == 1 and report["status"] == "exhausted", progress
     reason = report["iterations"][0]["reason"]
     assert "deliverables missing from the workspace: ../outside.py, ghost.py" in reason
+
+
+def test_a_second_orchestrator_of_a_running_loop_is_refused(cfn, agents, env, project):
+    """One orchestrator per task, wherever it was started: a second `loop run` of a task
+    whose loop runs is refused and writes nothing."""
+    agents(impl={"*": {"confidence": 0.9, "deliverables": ["app.py"], "sleep": 3}},
+           rev=APPROVE, qa=APPROVE, po=PROCEED)
+    first = subprocess.Popen([sys.executable, "-m", "cfn", "loop", "run", "--task-id", "T1",
+                              "--epic", "Add a greeting", "--mode", "mvp", "--loop3-agents",
+                              "impl", "--loop2-agents", "rev,qa", "--product-owner", "po"],
+                             cwd=project, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(200):  # bounded: until the first one drives the loop
+            if cfn("loop", "status", "--task-id", "T1").returncode == 0:
+                break
+            time.sleep(0.05)
+        code, _, said = loop(cfn)
+        assert code == 1 and "a loop already runs for task T1" in said, said
+    finally:
+        assert first.wait(timeout=120) == 0, first.stderr.read()
+    assert [a["agent_id"] for a in json.loads(cfn("agents", "ls", "--task-id", "T1",
+                                                  "--json").stdout)].count("l3-impl-1") == 1

@@ -90,9 +90,10 @@ def test_an_operator_runs_watches_and_reads_loops(project, env, agents):
         state = await session.read_resource("cfn://tasks/T1/state")
         waited = await session.call_tool("loop_run", {**spec, "task_id": "T2"})
         bad = await session.call_tool("loop_run", {**spec, "task_id": "T3", "mode": "fast"})
-        return started, again, events, report, state, waited, bad
+        lost = await session.call_tool("loop_watch", {"task_id": "T1", "cursor": "x; FLUSHALL"})
+        return started, again, events, report, state, waited, bad, lost
 
-    started, again, events, report, state, waited, bad = call(project, env, steps)
+    started, again, events, report, state, waited, bad, lost = call(project, env, steps)
     assert json.loads(text(started)) == {"task_id": "T1", "status": "started"}
     assert again.is_error and "already runs for task T1" in text(again)
     kinds = [e["kind"] for e in events]
@@ -105,6 +106,7 @@ def test_an_operator_runs_watches_and_reads_loops(project, env, agents):
     assert json.loads(state.contents[0].text)["status"] == "proceeded"
     assert not waited.is_error and json.loads(text(waited))["status"] == "proceeded"
     assert bad.is_error and "(exit 2)" in text(bad) and "mode" in text(bad)
+    assert lost.is_error and "is not one loop_watch returned (exit 2)" in text(lost)
 
 
 def test_a_server_run_as_an_agent_stays_inside_its_task(project, env):
@@ -144,7 +146,7 @@ def skilled_project(project, mapping: str = "") -> None:
     (project / "cfn.toml").write_text(mapping or (
         '[mcp.skills]\nprobing = ["probe", "playwright"]\n\n'
         '[mcp.servers.probe]\ncommand = "/usr/bin/probe"\nargs = ["--fast"]\n'
-        'env = {MODE = "test"}\n'))
+        'env = {MODE = "test", PROBE_TOKEN = "${PROBE_TOKEN}"}\n'))
 
 
 def test_a_spawned_agent_is_given_cfn_and_its_skills_servers_with_tokens_by_reference(
@@ -163,7 +165,8 @@ def test_a_spawned_agent_is_given_cfn_and_its_skills_servers_with_tokens_by_refe
     assert servers["playwright"]["headers"] == {
         "Authorization": "Bearer ${CFN_MCP_PLAYWRIGHT_TOKEN}"}  # the seed's default table
     assert servers["probe"] == {"type": "stdio", "command": "/usr/bin/probe", "args": ["--fast"],
-                                "env": {"MODE": "test", "CFN_MCP_TOKEN": "${CFN_MCP_PROBE_TOKEN}"}}
+                                "env": {"MODE": "test", "PROBE_TOKEN": "${PROBE_TOKEN}",
+                                        "CFN_MCP_TOKEN": "${CFN_MCP_PROBE_TOKEN}"}}
     allowed = argv[argv.index("--allowedTools") + 1].split(",")
     assert {"mcp__cfn", "mcp__playwright", "mcp__probe"} <= set(allowed)
     # the tokens are in the agent's environment only, and secret there
@@ -197,6 +200,15 @@ def test_the_mcp_servers_an_agent_gets_can_be_turned_off_but_cfns_own(project, c
     ('[mcp.servers.probe]\ntype = "stdio"\n', "server probe (stdio) needs a command"),
     ('[mcp]\nservers = 3\n', "mcp.servers must be a table"),
     ('[mcp.skills]\nprobing = "probe"\n', "skill probing must list server names"),
+    ('[mcp.servers.probe]\ntype = ["http"]\n', "server probe: type must be one of"),
+    ('[mcp.servers.probe]\ncommand = "p"\nargs = "abc"\n', "args must be a list of strings"),
+    ('[mcp.servers.a_b]\ncommand = "p"\n\n[mcp.servers.a-b]\ncommand = "q"\n',
+     "would share the token variable CFN_MCP_A_B_TOKEN"),
+    ('[mcp.servers."a.b"]\ncommand = "p"\n', "server name 'a.b'"),
+    ('[mcp.servers.n8n]\nurl = "http://n"\nheaders = {X-Api-Key = "n8n-0123"}\n',
+     "server n8n's headers X-Api-Key looks like a secret"),
+    ('[mcp.servers.n8n]\nurl = "http://n"\nheaders = {Authorization = "${K}"}\n',
+     "headers Authorization: cfn sets it"),
 ])
 def test_a_bad_mcp_table_is_refused_before_anything_starts(project, cfn, mapping, said):
     skilled_project(project, mapping)

@@ -48,13 +48,18 @@ def test_expired_wrong_audience_and_tampered_tokens_fail_with_the_reason():
         tokens.verify(SECRET, none_alg)
 
 
-def test_a_token_for_one_mcp_server_is_refused_by_the_others_and_by_cfn():
-    token = tokens.issue(SECRET, agent_id="coder-1", task_id="t1", ttl=60,
+def test_an_mcp_servers_key_checks_its_tokens_and_signs_none_for_cfn_or_the_others():
+    key = tokens.mcp_key(SECRET, "playwright")
+    assert key != SECRET and key == tokens.mcp_key(SECRET, "playwright")
+    token = tokens.issue(key, agent_id="coder-1", task_id="t1", ttl=60,
                          audience=tokens.mcp_audience("playwright"))
-    assert tokens.verify(SECRET, token, tokens.mcp_audience("playwright"))["sub"] == "coder-1"
-    for audience in (tokens.mcp_audience("n8n"), tokens.AUDIENCE):
-        with pytest.raises(NegativeOutcome, match=f"not for audience '{audience}'"):
-            tokens.verify(SECRET, token, audience)
+    assert tokens.verify(key, token, tokens.mcp_audience("playwright"))["sub"] == "coder-1"
+    with pytest.raises(NegativeOutcome, match="signature does not match"):
+        tokens.verify(SECRET, token, tokens.mcp_audience("playwright"))
+    with pytest.raises(NegativeOutcome, match="signature does not match"):
+        tokens.verify(tokens.mcp_key(SECRET, "n8n"), token, tokens.mcp_audience("playwright"))
+    with pytest.raises(NegativeOutcome, match="not for audience 'cfn-agents'"):
+        tokens.verify(key, token)  # nor would cfn take it, even from a server's key
 
 
 def test_secret_is_generated_once_with_mode_0600(tmp_path):

@@ -15,6 +15,7 @@ import fcntl
 import os
 import secrets
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from cfn import validate
 from cfn.agents.runtimes.container import client
+from cfn.config import mask_credentials
 from cfn.errors import InvalidInput, NegativeOutcome
 from cfn.ids import validate_id
 
@@ -55,9 +57,19 @@ def _clone(repo: str, target: Path) -> Path:
     done = subprocess.run(["git", "clone", "--quiet", "--", repo, str(target)],
                           capture_output=True, text=True, stdin=subprocess.DEVNULL)
     if done.returncode != 0:
-        raise InvalidInput(f"git could not clone {repo}: {done.stderr.strip()}")
+        raise InvalidInput(mask_credentials(f"git could not clone {repo}: "
+                                            f"{done.stderr.strip()}"))
     _writable_by_anyone(target)  # the image's user is not ours; the clone sits in our 0700 home
     return target
+
+
+def scratch_workspace(home: Path) -> Path:
+    """An empty workspace of its own for a session, writable by the image's user."""
+    base = home / "sessions"
+    base.mkdir(parents=True, exist_ok=True)
+    path = Path(tempfile.mkdtemp(prefix="workspace-", dir=base))
+    _writable_by_anyone(path)
+    return path
 
 
 def _writable_by_anyone(root: Path) -> None:

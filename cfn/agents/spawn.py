@@ -306,13 +306,12 @@ def build_spec(config: Config, request: SpawnRequest, profile: profiles.Profile,
         agent_env["CFN_HOME"] = "/tmp/cfn"  # the host's state dir is not the agent's
     mcp_servers = None
     if profile.kind == "claude" and not (profile.command or request.command):
-        from cfn.mcp.agents import for_agent
+        from cfn.mcp import agents as mcp
 
-        given = for_agent(config, profile.skills, request.runtime, secret=secret,
-                          agent_id=request.agent_id, task_id=request.task_id,
-                          role=profile.role, ttl=timeout + 600)
-        agent_env.update(given.token_env)
-        mcp_servers = given.document
+        mcp_servers = mcp.document(config, profile.skills, request.runtime)
+        agent_env.update(mcp.token_env(config, profile.skills, secret=secret,
+                                       agent_id=request.agent_id, task_id=request.task_id,
+                                       role=profile.role, ttl=timeout + 600))
     return {
         "run_id": run_id, "task_id": request.task_id, "agent_id": request.agent_id,
         "profile": profile.to_data(), "profile_source": profile.source,

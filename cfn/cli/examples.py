@@ -76,6 +76,7 @@ EXAMPLES = {
     "spawn-agent": "cfn spawn-agent coder-1 T --prompt 'Add login' --runtime container",
     "token issue": "cfn token issue --agent-id coder-1 --task-id T --ttl 3600 > token.jwt",
     "token verify": "cfn token verify < token.jwt",
+    "token mcp-key": "cfn token mcp-key playwright > playwright.key",
     "worktree down": "cfn worktree down feature/auth --volumes",
     "worktree env": 'eval "$(cfn worktree env feature/auth)"',
     "worktree ls": "cfn worktree ls",

@@ -44,24 +44,20 @@ def serve(ctx) -> None:
 def config(ctx, profile_id, runtime) -> None:
     """Print the JSON that adds cfn to Claude Code:
     claude mcp add-json cfn "$(cfn mcp config)"."""
-    if profile_id is None:
-        from cfn.mcp.server import config as server_config
+    from cfn.mcp.agents import document, own_server
 
-        print_json(server_config())
+    if profile_id is None:
+        _require()
+        print_json(own_server("process"))  # this Python's cfn, whatever PATH Claude Code has
         return
-    from cfn import tokens
     from cfn.agents.profiles import get
-    from cfn.mcp.agents import for_agent
 
     settings = config_of(ctx)
     profile = get(profile_id, settings.root)
     if profile.kind != "claude" or profile.command:
         raise InvalidInput(f"profile {profile.id} runs its own command; only agents that "
                            "run Claude Code are given MCP servers")
-    # a stand-in secret: the document names each token's variable, never a token
-    print_json(for_agent(settings, profile.skills, runtime, secret="x" * tokens.MIN_SECRET_BYTES,
-                         agent_id="preview", task_id="preview", role=profile.role,
-                         ttl=60).document)
+    print_json(document(settings, profile.skills, runtime))
 
 
 @mcp_group.command()

@@ -64,11 +64,24 @@ def verify(ctx, value: str | None, mcp_server: str | None, as_json: bool) -> Non
     """
     from cfn import tokens
 
-    audience = tokens.mcp_audience(mcp_server) if mcp_server else tokens.AUDIENCE
-    claims = tokens.verify(_secret(ctx), value if value is not None else sys.stdin.read(),
-                           audience)
+    secret, audience = _secret(ctx), tokens.AUDIENCE
+    if mcp_server:
+        secret, audience = tokens.mcp_key(secret, mcp_server), tokens.mcp_audience(mcp_server)
+    claims = tokens.verify(secret, value if value is not None else sys.stdin.read(), audience)
     if as_json:
         print_json(claims)
     else:
         click.echo(f"valid: agent {claims['sub']}, task {claims['task_id']}, "
                    f"role {claims.get('role')}, expires {moment(claims['exp'])}")
+
+
+@token.command(name="mcp-key")
+@click.argument("server", callback=checked_id("MCP server"))
+@click.pass_context
+def mcp_key(ctx, server: str) -> None:
+    """Print the key the MCP server SERVER verifies agents' tokens with (HS256, audience
+    cfn-mcp:SERVER). Derived from the project's secret: with it, that server can check
+    tokens but mint none for cfn or for another server. Hand it over as a secret."""
+    from cfn import tokens
+
+    click.echo(tokens.mcp_key(_secret(ctx), server))

@@ -43,6 +43,12 @@ def beat(r: redis.Redis, task_id: str, state: dict) -> None:
     r.set(keys.orchestrator(task_id), json.dumps(state), ex=defaults.ORCHESTRATOR_TTL_S)
 
 
+def claim_orchestrator(r: redis.Redis, task_id: str, state: dict) -> bool:
+    """Become the loop's orchestrator, unless a heartbeat says another one drives it."""
+    return bool(r.set(keys.orchestrator(task_id), json.dumps(state),
+                      ex=defaults.ORCHESTRATOR_TTL_S, nx=True))
+
+
 def orchestrator(r: redis.Redis, task_id: str) -> dict | None:
     """The orchestrator's last heartbeat, None when no orchestrator drives the loop."""
     raw = r.get(keys.orchestrator(task_id))

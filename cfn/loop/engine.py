@@ -28,7 +28,7 @@ from cfn.agents import lifecycle, profiles, runs
 from cfn.agents.spawn import SpawnRequest, preflight, spawn
 from cfn.coordination import decisions, events
 from cfn.db import immediate
-from cfn.errors import InvalidInput
+from cfn.errors import InvalidInput, NegativeOutcome
 from cfn.loop import scoring, store
 from cfn.loop.spec import LoopSpec
 
@@ -149,7 +149,9 @@ class Loop:
     @contextlib.contextmanager
     def _heartbeat(self) -> Iterator[None]:
         """Beat `coord:{T}:orchestrator` while the loop runs; gone at once when it ends or
-        is interrupted, so `cfn loop status` can tell a driven loop from an abandoned one."""
+        is interrupted, so `cfn loop status` can tell a driven loop from an abandoned one.
+        One orchestrator per task: a second is refused (NegativeOutcome) while the first
+        lives, wherever it was started (CLI, portal, MCP)."""
         from cfn.project import Project
 
         task_id = self.spec.task_id
@@ -167,7 +169,12 @@ class Loop:
                 except Exception as exc:  # an outage: the loop's own calls ride it out
                     log.debug("orchestrator heartbeat failed: %s", exc)
 
-        events.beat(r, task_id, state)
+        if not events.claim_orchestrator(r, task_id, state):
+            if orchestrator_alive(self.project, task_id):
+                beating.close()
+                raise NegativeOutcome(f"a loop already runs for task {task_id}; follow it "
+                                      f"with `cfn loop watch {task_id}`")
+            events.beat(r, task_id, state)  # its orchestrator died on this machine: take over
         beater = threading.Thread(target=beat, name="cfn-orchestrator-heartbeat", daemon=True)
         beater.start()
         try:

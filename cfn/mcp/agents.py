@@ -2,10 +2,11 @@
 map to (`[mcp]` of cfn.toml; the seed's table by default).
 
 They reach Claude Code as one --mcp-config document on argv, which is safe because it holds
-no secret: each server's signed token (audience cfn-mcp:NAME, the agent's name and task,
-its lifetime) travels in the agent's environment as CFN_MCP_<NAME>_TOKEN, and the document
-only names it as ${CFN_MCP_<NAME>_TOKEN}, which Claude Code fills in. A token for one
-server is refused by every other, and none is the seed's guessable agent-ID-TASK-TIME.
+no secret: each server's token for the agent (signed with that server's own key, audience
+cfn-mcp:NAME, the agent's name, task and lifetime) travels in the agent's environment as
+CFN_MCP_<NAME>_TOKEN, and the document only names it as ${CFN_MCP_<NAME>_TOKEN}, which
+Claude Code fills in. A server can check its tokens but mint none for cfn or for another
+server, and none is the seed's guessable agent-ID-TASK-TIME.
 
 cfn's own server runs inside the agent (a stdio child of Claude Code, with the agent's
 environment), so it acts with the agent's credentials only (cfn.mcp.server.Scope).
@@ -14,26 +15,14 @@ environment), so it acts with the agent's credentials only (cfn.mcp.server.Scope
 from __future__ import annotations
 
 import importlib.util
-import re
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from cfn import tokens
-from cfn.config import OWN_MCP_SERVER, Config
+from cfn.config import OWN_MCP_SERVER, Config, mcp_token_variable
 from cfn.errors import InvalidInput
 
 STDIO_TOKEN_ENV = "CFN_MCP_TOKEN"  # where a stdio server finds the agent's token
-
-
-@dataclass(frozen=True)
-class AgentServers:
-    document: dict  # Claude Code's --mcp-config: {"mcpServers": {name: entry}}
-    token_env: dict[str, str]  # CFN_MCP_<NAME>_TOKEN: the agent's token for that server
-
-
-def token_variable(server: str) -> str:
-    return f"CFN_MCP_{re.sub('[^A-Z0-9]', '_', server.upper())}_TOKEN"
 
 
 def server_names(config: Config, skills: Iterable[str]) -> list[str]:
@@ -60,25 +49,30 @@ def own_server(runtime: str) -> dict | None:
     return {"type": "stdio", "command": sys.executable, "args": ["-m", "cfn", "mcp", "serve"]}
 
 
-def for_agent(config: Config, skills: Iterable[str], runtime: str, *, secret: str,
-              agent_id: str, task_id: str, role: str, ttl: float) -> AgentServers:
-    """The servers one agent gets, and the tokens to put in its environment."""
+def document(config: Config, skills: Iterable[str], runtime: str) -> dict:
+    """Claude Code's --mcp-config for an agent: {"mcpServers": {name: entry}}, each skill
+    server's token by reference."""
     servers: dict[str, dict] = {}
     if config.agent_mcp and (own := own_server(runtime)):
         servers[OWN_MCP_SERVER] = own
-    token_env = {}
     for name in server_names(config, skills):
-        variable = token_variable(name)
-        token_env[variable] = tokens.issue(secret, agent_id=agent_id, task_id=task_id, ttl=ttl,
-                                           role=role, audience=tokens.mcp_audience(name))
-        servers[name] = _with_token(dict(config.mcp.servers[name]), variable)
-    return AgentServers({"mcpServers": servers}, token_env)
+        servers[name] = _with_token(dict(config.mcp.servers[name]),
+                                    "${" + mcp_token_variable(name) + "}")
+    return {"mcpServers": servers}
 
 
-def _with_token(entry: dict, variable: str) -> dict:
-    """The entry with the agent's token by reference: a stdio server's CFN_MCP_TOKEN, an http
-    or sse server's bearer token."""
-    reference = "${" + variable + "}"
+def token_env(config: Config, skills: Iterable[str], *, secret: str, agent_id: str,
+              task_id: str, role: str, ttl: float) -> dict[str, str]:
+    """The agent's tokens for its skill servers, as the environment variables the document
+    names."""
+    return {mcp_token_variable(name): tokens.issue(
+        tokens.mcp_key(secret, name), agent_id=agent_id, task_id=task_id, ttl=ttl, role=role,
+        audience=tokens.mcp_audience(name)) for name in server_names(config, skills)}
+
+
+def _with_token(entry: dict, reference: str) -> dict:
+    """The entry with the agent's token: a stdio server's CFN_MCP_TOKEN, an http or sse
+    server's bearer token."""
     if entry["type"] == "stdio":
         return {**entry, "env": {**entry.get("env", {}), STDIO_TOKEN_ENV: reference}}
     return {**entry, "headers": {**entry.get("headers", {}),

@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -207,6 +208,8 @@ def build(environ: dict[str, str] | None = None) -> MCPServer:
         gate, consensus, decisions; `ended` once the loop has ended."""
         from cfn.loop.view import events_after
 
+        if not re.fullmatch(r"\d{1,20}(-\d{1,20})?", cursor):
+            raise ToolError(f"cursor {cursor!r} is not one loop_watch returned (exit 2)")
         events, after = call(lambda p: events_after(p, scope.task(task_id), cursor,
                                                     validate.timeout(timeout)))
         return {"events": events, "cursor": after,
@@ -228,10 +231,11 @@ def build(environ: dict[str, str] | None = None) -> MCPServer:
                                keepSession: bool = False) -> dict:  # noqa: N803
         """Run Claude Code on `task` in a container (a cfn session of the agent image) and
         return its answer: sessionId, containerId, result, and the workspace (on this
-        machine) where its changes are. The workspace is repoUrl, cloned, or else the
-        project's directory. The session ends after the task unless
-        keepSession (a later call with its sessionId runs in the same container); it ends by
-        itself after sessionTimeout seconds in any case."""
+        machine) where its changes are. The workspace is repoUrl, cloned, or else an empty
+        directory of its own (never the project's: its state would be in reach). The
+        session ends after the task unless keepSession (a later call with its sessionId
+        runs in the same container); it ends by itself after sessionTimeout seconds in any
+        case."""
         from cfn.agents import sessions
 
         scope.operator_only("start containers")
@@ -240,7 +244,8 @@ def build(environ: dict[str, str] | None = None) -> MCPServer:
             config = project.config
             session = sessions.get(sessionId) if sessionId else sessions.start(
                 config.home, image=config.agent_image, timeout=sessionTimeout, repo=repoUrl,
-                workspace=None if repoUrl else project.root, network=config.agent_network)
+                workspace=None if repoUrl else sessions.scratch_workspace(config.home),
+                network=config.agent_network)
             try:
                 result = sessions.ask_claude(config, environ, session.id, task)
             finally:
@@ -270,12 +275,3 @@ def build(environ: dict[str, str] | None = None) -> MCPServer:
 
 def serve() -> None:
     build().run("stdio")
-
-
-def config() -> dict:
-    """What Claude Code needs to run this server, started in the project's directory
-    (`claude mcp add-json cfn '...'`, or under "mcpServers" in .mcp.json): this Python's
-    cfn, so it runs whichever PATH Claude Code has."""
-    import sys
-
-    return {"type": "stdio", "command": sys.executable, "args": ["-m", "cfn", "mcp", "serve"]}
