@@ -1,6 +1,7 @@
 """`cfn mcp serve` against the CLI, side by side in one run: the same operation (a context
 store, then a get) as MCP tool calls on one stdio session, and as `cfn context store|get`
-processes (what a model's shell tool would run).
+processes (what a model's shell tool would run). Also what the server costs each Claude
+agent it runs beside: the time to answer `initialize`, and its resident memory then.
 
 Run: python benchmarks/mcp_server.py (not mcp.py: the name would hide the SDK) [--samples N]
 """
@@ -8,6 +9,7 @@ Run: python benchmarks/mcp_server.py (not mcp.py: the name would hide the SDK) [
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -55,6 +57,31 @@ def through_cli(project: Path, env: dict, samples: int) -> list[float]:
     return took
 
 
+INITIALIZE = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+    "protocolVersion": "2025-06-18", "capabilities": {},
+    "clientInfo": {"name": "bench", "version": "1"}}}) + "\n"
+
+
+def server_start(project: Path, env: dict, samples: int) -> tuple[list[float], list[int]]:
+    """Milliseconds from starting `cfn mcp serve` to its initialize answer, and its RSS (kB)."""
+    took, rss = [], []
+    for _ in range(samples):
+        started = time.perf_counter()
+        server = subprocess.Popen([sys.executable, "-m", "cfn", "mcp", "serve"], cwd=project,
+                                  env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.DEVNULL, text=True)
+        server.stdin.write(INITIALIZE)
+        server.stdin.flush()
+        assert '"result"' in server.stdout.readline()
+        took.append((time.perf_counter() - started) * 1000)
+        status = Path(f"/proc/{server.pid}/status").read_text()
+        rss.append(int(next(line for line in status.splitlines()
+                            if line.startswith("VmRSS")).split()[1]))
+        server.kill()
+        server.wait()
+    return took, rss
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=50)
@@ -64,11 +91,14 @@ def main() -> None:
         try:
             mcp = through_mcp(project, env, args.samples)
             cli = through_cli(project, env, args.samples)
+            starts, rss = server_start(project, env, 5)
         finally:
             server.terminate()
     mcp_p50, cli_p50 = statistics.median(mcp), statistics.median(cli)
     print(f"context store + get, p50 of {args.samples}: MCP tool calls {mcp_p50:.1f} ms, "
           f"CLI processes {cli_p50:.1f} ms (MCP/CLI {mcp_p50 / cli_p50:.2f}x)")
+    print(f"cfn mcp serve beside an agent, median of 5: initialize answered after "
+          f"{statistics.median(starts):.0f} ms, {statistics.median(rss) / 1024:.0f} MB resident")
 
 
 if __name__ == "__main__":

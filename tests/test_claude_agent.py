@@ -271,8 +271,9 @@ def test_a_claude_agent_coordinates_through_mcp_servers_given_by_its_skills(
                   extra_env={**claude_env, "CFN_PROVIDER_ZAI_BASE_URL": model.url})
         assert got.returncode == 0, got.stderr
         waited = cfn("signal", "wait", "--task-id", "T7", "--channel", "ready", "--timeout",
-                     "90")
-        assert (waited.returncode, waited.stdout) == (0, "by-mcp\n"), model.tool_results
+                     "90", timeout=120)
+        assert (waited.returncode, waited.stdout) == (0, "by-mcp\n"), \
+            cfn("agents", "logs", "prober-1", "--task-id", "T7").stdout
         done = cfn("agents", "wait", "--task-id", "T7", "--json", timeout=120)
         record = json.loads(done.stdout)["records"]["prober-1"]
         assert record["status"] == "success", (record, model.tool_results)

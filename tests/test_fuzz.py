@@ -86,7 +86,8 @@ PAYLOADS = {(("signal", "send"), "payload"), (("barrier", "signal"), "payload"),
 VALID = {"task_id": T, "task": T, "agent_id": "a1", "channel": "c", "key": "k", "value": "v",
          "name": "n", "token": "t0", "epic": "e", "agent_type": "coder", "session_id": "s1",
          "branch": "b1", "command": "true", "agent_ids": "a1", "mode": "cli",
-         "provider": "anthropic", "path": "skill.md", "names": "map", "job_id": "j1"}
+         "provider": "anthropic", "path": "skill.md", "names": "map", "job_id": "j1",
+         "server": "playwright"}
 
 
 def valued(command: click.Command) -> list[click.Parameter]:

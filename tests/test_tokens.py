@@ -90,3 +90,13 @@ def test_cli_issue_and_verify_without_redis(cfn, project):
     short = cfn("token", "issue", "--agent-id", "a", "--task-id", "t",
                 extra_env={"CFN_TOKEN_SECRET": "short"})
     assert short.returncode == 2
+
+
+def test_cli_gives_an_mcp_server_its_key_and_checks_its_tokens(cfn):
+    key = cfn("token", "mcp-key", "probe").stdout.strip()
+    token = tokens.issue(key, agent_id="coder-1", task_id="t1", ttl=60,
+                         audience=tokens.mcp_audience("probe"))
+    checked = cfn("token", "verify", "--mcp-server", "probe", "--json", input=token)
+    assert checked.returncode == 0 and json.loads(checked.stdout)["sub"] == "coder-1"
+    assert cfn("token", "verify", "--mcp-server", "n8n", input=token).returncode == 1
+    assert cfn("token", "verify", input=token).returncode == 1
