@@ -164,7 +164,7 @@ def test_disabled_runs_unsandboxed_and_says_so(cfn, project, outside, caller_hom
     assert "[open-1]: runs unsandboxed (sandbox mode disabled)" in log
 
 
-@pytest.mark.parametrize(("extra", "env", "said"), [
+@pytest.mark.parametrize(("extra", "more_env", "said"), [
     (("--sandbox", "loose"), {}, "Invalid value for '--sandbox'"),
     (("--sandbox", "strict", "--runtime", "kubernetes"), {},
      "not available on the kubernetes runtime"),
@@ -172,9 +172,9 @@ def test_disabled_runs_unsandboxed_and_says_so(cfn, project, outside, caller_hom
     (("--sandbox", "strict"), {"PATH": "/nonexistent"}, "apt-get install bubblewrap"),
 ])
 def test_a_mode_that_cannot_be_kept_is_refused_before_anything_is_written(cfn, project, extra,
-                                                                          env, said):
+                                                                          more_env, said):
     got = cfn("spawn-agent", "box-1", "T1", "--profile", "script", *extra, "--", "true",
-              extra_env=env)
+              extra_env=more_env)
     assert got.returncode == 2 and said in got.stderr.strip().splitlines()[-1], got.stderr
     assert not (project / ".cfn" / "agents").exists()
 
