@@ -91,9 +91,12 @@ def test_an_operator_runs_watches_and_reads_loops(project, env, agents):
         waited = await session.call_tool("loop_run", {**spec, "task_id": "T2"})
         bad = await session.call_tool("loop_run", {**spec, "task_id": "T3", "mode": "fast"})
         lost = await session.call_tool("loop_watch", {"task_id": "T1", "cursor": "x; FLUSHALL"})
-        return started, again, events, report, state, waited, bad, lost
+        nobody = await session.call_tool("loop_run", {**spec, "task_id": "T4", "wait": False,
+                                                      "loop3_agents": ["nosuch"]})
+        return started, again, events, report, state, waited, bad, lost, nobody
 
-    started, again, events, report, state, waited, bad, lost = call(project, env, steps)
+    started, again, events, report, state, waited, bad, lost, nobody = call(project, env,
+                                                                             steps)
     assert json.loads(text(started)) == {"task_id": "T1", "status": "started"}
     assert again.is_error and "already runs for task T1" in text(again)
     kinds = [e["kind"] for e in events]
@@ -107,6 +110,7 @@ def test_an_operator_runs_watches_and_reads_loops(project, env, agents):
     assert not waited.is_error and json.loads(text(waited))["status"] == "proceeded"
     assert bad.is_error and "(exit 2)" in text(bad) and "mode" in text(bad)
     assert lost.is_error and "is not one loop_watch returned (exit 2)" in text(lost)
+    assert nobody.is_error and "no agent profile" in text(nobody) and "(exit 2)" in text(nobody)
 
 
 def test_a_server_run_as_an_agent_stays_inside_its_task(project, env):

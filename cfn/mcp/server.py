@@ -176,6 +176,7 @@ def build(environ: dict[str, str] | None = None) -> MCPServer:
         or ABORT. mode: mvp, standard or enterprise. With wait it returns the loop's report
         when it ends; without, it starts the loop and returns at once (follow it with
         loop_watch, read it with loop_report)."""
+        from cfn.loop.engine import Loop
         from cfn.loop.spec import LoopSpec
 
         scope.operator_only("run loops")
@@ -189,6 +190,7 @@ def build(environ: dict[str, str] | None = None) -> MCPServer:
         if task_id in loops and loops[task_id].is_alive() or \
                 call(lambda p: p.loop_orchestrated(task_id)):
             raise ToolError(f"a loop already runs for task {task_id} (exit 1)")
+        call(lambda p: Loop(p, spec).preflight())  # bad agents are said now, not in a log
         loops[task_id] = thread = threading.Thread(target=run_in_background, args=(spec,),
                                                    daemon=True, name=f"loop-{task_id}")
         thread.start()
