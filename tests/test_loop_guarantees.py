@@ -114,3 +114,22 @@ def wait_for_heartbeat(r, key: str) -> dict:
         assert time.monotonic() < deadline, f"no heartbeat at {key}"
         time.sleep(0.1)
     return beat
+
+
+def test_of_two_takers_of_a_dead_orchestrators_loop_only_one_wins(r):
+    """A heartbeat judged dead is replaced only if it is still the one judged: a second
+    taker that came in between keeps the loop."""
+    from cfn.coordination import events
+
+    events.beat(r, "T9", {"pid": "dead"})
+    assert not events.claim_orchestrator(r, "T9", {"pid": "a"}, dead=lambda beat: False)
+
+    def dead_and_overtaken_meanwhile(beat: dict) -> bool:
+        assert events.claim_orchestrator(r, "T9", {"pid": "b"}, dead=lambda _: True)
+        return True
+
+    assert not events.claim_orchestrator(r, "T9", {"pid": "a"},
+                                         dead=dead_and_overtaken_meanwhile)
+    assert events.orchestrator(r, "T9") == {"pid": "b"}
+    events.stop_beating(r, "T9")
+    assert events.claim_orchestrator(r, "T9", {"pid": "c"}, dead=lambda beat: False)

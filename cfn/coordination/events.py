@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from cfn import defaults, keys
 from cfn.coordination import streams
+from cfn.coordination.lua import Lua
 
 if TYPE_CHECKING:
     import redis
@@ -43,10 +45,28 @@ def beat(r: redis.Redis, task_id: str, state: dict) -> None:
     r.set(keys.orchestrator(task_id), json.dumps(state), ex=defaults.ORCHESTRATOR_TTL_S)
 
 
-def claim_orchestrator(r: redis.Redis, task_id: str, state: dict) -> bool:
-    """Become the loop's orchestrator, unless a heartbeat says another one drives it."""
-    return bool(r.set(keys.orchestrator(task_id), json.dumps(state),
-                      ex=defaults.ORCHESTRATOR_TTL_S, nx=True))
+# replace a heartbeat only if it is still the one judged dead: of two takers, one wins
+_TAKE_OVER = Lua("""
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+  return 1
+end
+return 0
+""")
+
+
+def claim_orchestrator(r: redis.Redis, task_id: str, state: dict,
+                       dead: Callable[[dict], bool]) -> bool:
+    """Become the loop's orchestrator: at once when no heartbeat is there; in place of the
+    one there only when `dead` says its process is gone; else not."""
+    key, mine = keys.orchestrator(task_id), json.dumps(state)
+    ttl = defaults.ORCHESTRATOR_TTL_S
+    if r.set(key, mine, ex=ttl, nx=True):
+        return True
+    held = r.get(key)
+    if held is None:  # it expired in between
+        return bool(r.set(key, mine, ex=ttl, nx=True))
+    return dead(json.loads(held)) and bool(_TAKE_OVER(r, [key], [held, mine, ttl]))
 
 
 def orchestrator(r: redis.Redis, task_id: str) -> dict | None:

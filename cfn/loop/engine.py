@@ -169,12 +169,10 @@ class Loop:
                 except Exception as exc:  # an outage: the loop's own calls ride it out
                     log.debug("orchestrator heartbeat failed: %s", exc)
 
-        if not events.claim_orchestrator(r, task_id, state):
-            if orchestrator_alive(self.project, task_id):
-                beating.close()
-                raise NegativeOutcome(f"a loop already runs for task {task_id}; follow it "
-                                      f"with `cfn loop watch {task_id}`")
-            events.beat(r, task_id, state)  # its orchestrator died on this machine: take over
+        if not events.claim_orchestrator(r, task_id, state, dead=lambda b: not _beating(b)):
+            beating.close()
+            raise NegativeOutcome(f"a loop already runs for task {task_id}; follow it with "
+                                  f"`cfn loop watch {task_id}`")
         beater = threading.Thread(target=beat, name="cfn-orchestrator-heartbeat", daemon=True)
         beater.start()
         try:
@@ -383,8 +381,11 @@ def orchestrator_alive(project: Project, task_id: str) -> bool:
     """Whether a process drives the task's loop: its heartbeat is there, and when it beat
     from this machine, its process lives (a killed one is noticed at once, not in 10 s)."""
     beat = events.orchestrator(project.redis, task_id)
-    if beat is None:
-        return False
+    return beat is not None and _beating(beat)
+
+
+def _beating(beat: dict) -> bool:
+    """Whether the process of a heartbeat lives (one of another machine: while it beats)."""
     if beat.get("host") != socket.gethostname():
         return True
     try:
