@@ -68,10 +68,15 @@ class Profile:
         return {**data, "command": list(self.command), "fallback": list(self.fallback),
                 "tools": list(self.tools), "skills": list(self.skills)}
 
+    @property
+    def runs_claude_code(self) -> bool:
+        """A Claude profile on cfn's own claude command line (not a command of its own)."""
+        return self.kind == "claude" and not self.command
+
     def argv(self, mcp_config: str = "", **values: str) -> list[str]:
         """The command with its placeholders filled in (no shell involved); Claude's own gets
         the MCP servers of `mcp_config` (JSON), and only those."""
-        if self.command or self.kind != "claude":
+        if not self.runs_claude_code:
             return [part.format_map(values) for part in self.command]
         *flags, prompt = (part.format_map(values) for part in CLAUDE_COMMAND)
         if self.permission_mode:

@@ -305,7 +305,7 @@ def build_spec(config: Config, request: SpawnRequest, profile: profiles.Profile,
     if request.runtime != "process":
         agent_env["CFN_HOME"] = "/tmp/cfn"  # the host's state dir is not the agent's
     mcp_servers = None
-    if profile.kind == "claude" and not (profile.command or request.command):
+    if profile.runs_claude_code and not request.command:
         from cfn.mcp import agents as mcp
 
         mcp_servers = mcp.document(config, profile.skills, request.runtime)

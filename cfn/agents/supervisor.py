@@ -91,11 +91,11 @@ class AgentRun:
     def argv(self, provider: str | None, skills_dir: str) -> list[str]:
         if self.spec["command"]:
             return list(self.spec["command"])
-        mcp_servers = self.spec.get("mcp_servers") or {"mcpServers": {}}
+        servers = (self.spec.get("mcp_servers") or {}).get("mcpServers", {})
         allowed = [*self.profile.tools, *isolation.skill_rules(skills_dir),
-                   *(f"mcp__{name}" for name in mcp_servers["mcpServers"])]
+                   *(f"mcp__{name}" for name in servers)]
         return self.profile.argv(
-            mcp_config=json.dumps(mcp_servers) if mcp_servers["mcpServers"] else "",
+            mcp_config=json.dumps({"mcpServers": servers}) if servers else "",
             prompt=self.spec["prompt"], instructions=self.spec["instructions"],
             model=self.model(provider) if provider else "", workspace=self.spec["workspace"],
             task_id=self.spec["task_id"], agent_id=self.spec["agent_id"],

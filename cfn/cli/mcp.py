@@ -54,7 +54,7 @@ def config(ctx, profile_id, runtime) -> None:
 
     settings = config_of(ctx)
     profile = get(profile_id, settings.root)
-    if profile.kind != "claude" or profile.command:
+    if not profile.runs_claude_code:
         raise InvalidInput(f"profile {profile.id} runs its own command; only agents that "
                            "run Claude Code are given MCP servers")
     print_json(document(settings, profile.skills, runtime))

@@ -183,9 +183,10 @@ def events_after(project: Project, task_id: str, cursor: str, timeout: float
     to `timeout` seconds for one when there is none yet; and the cursor that follows them."""
     key, r = keys.events(task_id), project.redis
     deadline = time.monotonic() + timeout
-    found = streams.read_after(r, key, cursor, deadline, block=timeout > 0)
-    while not found and time.monotonic() < deadline:  # read_after waits a slice at a time
-        found = streams.read_after(r, key, cursor, deadline)
+    while True:  # read_after waits a slice at a time
+        found = streams.read_after(r, key, cursor, deadline, block=timeout > 0)
+        if found or time.monotonic() >= deadline:
+            break
     entries = found[0][1] if found else []
     events = []
     for entry_id, fields in entries:
